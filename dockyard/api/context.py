@@ -1,0 +1,23 @@
+"""What a handler knows about the call it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.api.identity import Identity
+from dockyard.store.store import Store
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    account_id: str
+    region: str  # from the credential scope of the signature
+    identity: Identity
+    store: Store
+    now: float  # epoch seconds; handlers take the clock from here, never from time()
+
+    @property
+    def principal_arn(self) -> str:
+        if self.identity.name == "root":
+            return f"arn:aws:iam::{self.account_id}:root"
+        return f"arn:aws:iam::{self.account_id}:user/{self.identity.name}"

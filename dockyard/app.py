@@ -1,0 +1,123 @@
+"""The one ASGI app: AWS JSON APIs on ``POST /``, health, and admin endpoints."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dockyard.api import awsjson
+from dockyard.api.context import RequestContext
+from dockyard.api.errors import AccessDeniedException, AwsError, ServerException
+from dockyard.api.identity import Identities
+from dockyard.api.sigv4 import Caller, SignedRequest, verify
+from dockyard.config import ServerConfig
+from dockyard.ecs import ECS
+from dockyard.store.store import Store
+
+log = logging.getLogger("dockyard.api")
+
+
+class Dockyard:
+    """The server's state shared by every request."""
+
+    def __init__(self, config: ServerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.identities: Identities = config.identities()
+        self.services = awsjson.Services(ECS)
+
+    async def authenticate(self, request: Request) -> tuple[Caller, bytes]:
+        body = await request.body()
+        signed = SignedRequest(
+            method=request.method,
+            url=str(request.url),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+        )
+        return verify(signed, self.identities, datetime.now(UTC)), body
+
+    async def aws_json(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            caller, body = await self.authenticate(request)
+            _, operation, handler = self.services.resolve(request.headers.get("x-amz-target"))
+            context = RequestContext(
+                account_id=self.config.account_id,
+                region=caller.region,
+                identity=caller.identity,
+                store=self.store,
+                now=time.time(),
+            )
+            payload = await run_in_threadpool(awsjson.call, operation, handler, context, body)
+            return _response(200, payload, request_id)
+        except AwsError as error:
+            return _error(error, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            return _error(ServerException("An internal error occurred."), request_id)
+
+    async def health(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def reset(self, request: Request) -> Response:
+        """Wipe all state (admin identities only): for test suites reusing one server."""
+        request_id = str(uuid.uuid4())
+        try:
+            caller, _ = await self.authenticate(request)
+            if not caller.identity.admin:
+                raise AccessDeniedException(
+                    f"{caller.identity.name} is not an admin and may not reset Dockyard."
+                )
+            await run_in_threadpool(self.store.wipe)
+        except AwsError as error:
+            return _error(error, request_id)
+        return JSONResponse({"reset": True})
+
+
+def _response(status: int, payload: bytes, request_id: str) -> Response:
+    return Response(
+        payload,
+        status_code=status,
+        media_type=awsjson.CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+def _error(error: AwsError, request_id: str) -> Response:
+    response = _response(error.status, orjson.dumps(error.body()), request_id)
+    response.headers["x-amzn-ErrorType"] = error.code
+    return response
+
+
+def _lifespan(store: Store) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    return lifespan
+
+
+def create_app(config: ServerConfig, store: Store) -> Starlette:
+    dockyard = Dockyard(config, store)
+    app = Starlette(
+        routes=[
+            Route("/", dockyard.aws_json, methods=["POST"]),
+            Route("/health", dockyard.health, methods=["GET"]),
+            Route("/_dockyard/reset", dockyard.reset, methods=["POST"]),
+        ],
+        lifespan=_lifespan(store),
+    )
+    app.state.dockyard = dockyard
+    return app

@@ -1,0 +1,27 @@
+"""Server settings: flags, with embedded defaults that need no set-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockyard.api.identity import DEFAULT_IDENTITY, Identities, Identity, load_identities_file
+
+DEFAULT_ACCOUNT_ID = "000000000000"
+IDENTITIES_FILE = "identities.json"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4566
+    data_dir: Path = Path(".dockyard")
+    database_url: str | None = None  # None: SQLite in data_dir
+    account_id: str = DEFAULT_ACCOUNT_ID
+    extra_identities: tuple[Identity, ...] = field(default=())
+
+    def identities(self) -> Identities:
+        """The default admin, then identities.json in the data dir, then flags."""
+        path = self.data_dir / IDENTITIES_FILE
+        from_file = load_identities_file(path) if path.exists() else []
+        return Identities([DEFAULT_IDENTITY, *from_file, *self.extra_identities])

@@ -1,0 +1,13 @@
+"""ECS API handlers. Importing this package registers every handler on ``ECS``."""
+
+from dockyard.ecs import (  # noqa: F401  (imported for their registrations)
+    account_settings,
+    attributes,
+    clusters,
+    container_instances,
+    tags,
+    task_definitions,
+)
+from dockyard.ecs.registry import ECS
+
+__all__ = ["ECS"]

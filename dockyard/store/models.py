@@ -1,0 +1,93 @@
+"""The stored resources, as frozen dataclasses.
+
+Documents that ECS only echoes back (a task definition's container definitions, a
+cluster's configuration) stay JSON objects inside these records: the rules that
+read them live in ``dockyard/ecs`` and run before anything is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+Document = Mapping[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    arn: str
+    account_id: str
+    region: str
+    name: str
+    status: str  # ACTIVE | PROVISIONING | DEPROVISIONING | FAILED | INACTIVE
+    created_at: float
+    settings: tuple[tuple[str, str], ...] = (("containerInsights", "disabled"),)
+    configuration: Document | None = None
+    capacity_providers: tuple[str, ...] = ()
+    default_strategy: tuple[Document, ...] = ()
+    service_connect_namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterCounts:
+    """What DescribeClusters reports about a cluster's contents."""
+
+    registered_instances: int = 0
+    running_tasks: int = 0
+    pending_tasks: int = 0
+    active_services: int = 0
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    arn: str
+    account_id: str
+    region: str
+    family: str
+    revision: int
+    status: str  # ACTIVE | INACTIVE | DELETE_IN_PROGRESS
+    document: Document  # the normalised RegisterTaskDefinition request, tags removed
+    registered_at: float
+    registered_by: str
+    deregistered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInstance:
+    arn: str
+    account_id: str
+    region: str
+    cluster_arn: str
+    ec2_instance_id: str
+    status: str  # ACTIVE | DRAINING | REGISTERING | DEREGISTERING | INACTIVE ...
+    registered_at: float
+    document: Document = field(default_factory=dict)  # resources, versionInfo, ...
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """An ECS attribute on a target (today: container instances)."""
+
+    cluster_arn: str
+    target_type: str
+    target_id: str  # the target's ARN
+    name: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountSetting:
+    name: str
+    value: str
+    principal_arn: str
+    type: str = "user"  # user | aws_managed
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_key`` is the sort key to continue after, if any."""
+
+    items: tuple[T, ...]
+    next_key: str | None
