@@ -22,7 +22,11 @@ from dockyard.api.errors import AccessDeniedException, AwsError, ServerException
 from dockyard.api.identity import Identities
 from dockyard.api.sigv4 import Caller, SignedRequest, verify
 from dockyard.config import ServerConfig
+from dockyard.ecr import ECR
 from dockyard.ecs import ECS
+from dockyard.registry.auth import Tokens, load_or_create_key
+from dockyard.registry.service import Registry
+from dockyard.registry.storage.filesystem import FilesystemStorage
 from dockyard.store.store import Store
 
 log = logging.getLogger("dockyard.api")
@@ -35,7 +39,13 @@ class Dockyard:
         self.config = config
         self.store = store
         self.identities: Identities = config.identities()
-        self.services = awsjson.Services(ECS)
+        self.registry = Registry(
+            store=store.registry,
+            storage=FilesystemStorage(config.data_dir / "registry"),
+            tokens=Tokens(load_or_create_key(config.data_dir), self.identities),
+            address=config.advertised_address,
+        )
+        self.services = awsjson.Services(ECS, ECR)
 
     async def authenticate(self, request: Request) -> tuple[Caller, bytes]:
         body = await request.body()
@@ -58,6 +68,7 @@ class Dockyard:
                 identity=caller.identity,
                 store=self.store,
                 now=time.time(),
+                registry=self.registry,
             )
             payload = await run_in_threadpool(awsjson.call, operation, handler, context, body)
             return _response(200, payload, request_id)

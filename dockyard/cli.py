@@ -35,6 +35,10 @@ DatabaseUrl = Annotated[
     typer.Option(help="postgresql://USER@HOST:PORT/DB instead of SQLite in the data dir."),
 ]
 AccountId = Annotated[str, typer.Option(help="The AWS account id in every ARN.")]
+RegistryAddress = Annotated[
+    str | None,
+    typer.Option(help="HOST:PORT docker uses for the registry (default: the listen address)."),
+]
 IdentityFlags = Annotated[
     list[str] | None,
     typer.Option(
@@ -52,6 +56,7 @@ def _config(
     database_url: str | None,
     account_id: str,
     identity: list[str] | None,
+    registry_address: str | None = None,
 ) -> ServerConfig:
     if not (len(account_id) == 12 and account_id.isdigit()):
         raise typer.BadParameter("must be 12 digits", param_hint="--account-id")
@@ -60,7 +65,9 @@ def _config(
     except IdentityConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--identity") from None
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = ServerConfig(host, port, data_dir.resolve(), database_url, account_id, extra)
+    config = ServerConfig(
+        host, port, data_dir.resolve(), database_url, account_id, extra, registry_address
+    )
     try:
         config.identities()
     except IdentityConfigError as exc:
@@ -77,6 +84,7 @@ def _serve(config: ServerConfig) -> None:
         f"Credentials    AWS_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY} "
         f"AWS_SECRET_ACCESS_KEY={DEFAULT_SECRET_KEY}  account {config.account_id}"
     )
+    console.print(f"Registry       {config.advertised_address}")
     console.print(f"State          {config.database_url or config.data_dir / 'dockyard.db'}")
     uvicorn.run(create_app(config, store), host=config.host, port=config.port, log_level="warning")
 
@@ -89,9 +97,10 @@ def server(
     database_url: DatabaseUrl = None,
     account_id: AccountId = DEFAULT_ACCOUNT_ID,
     identity: IdentityFlags = None,
+    registry_address: RegistryAddress = None,
 ) -> None:
     """Run the control plane and registry."""
-    _serve(_config(host, port, data_dir, database_url, account_id, identity))
+    _serve(_config(host, port, data_dir, database_url, account_id, identity, registry_address))
 
 
 @app.command()

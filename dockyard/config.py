@@ -19,6 +19,14 @@ class ServerConfig:
     database_url: str | None = None  # None: SQLite in data_dir
     account_id: str = DEFAULT_ACCOUNT_ID
     extra_identities: tuple[Identity, ...] = field(default=())
+    registry_address: str | None = None  # None: HOST:PORT (127.0.0.1 for a wildcard host)
+
+    @property
+    def advertised_address(self) -> str:
+        if self.registry_address:
+            return self.registry_address
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"{host}:{self.port}"
 
     def identities(self) -> Identities:
         """The default admin, then identities.json in the data dir, then flags."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dockyard.api.identity import Identity
+from dockyard.registry.service import Registry
 from dockyard.store.store import Store
 
 
@@ -15,6 +16,7 @@ class RequestContext:
     identity: Identity
     store: Store
     now: float  # epoch seconds; handlers take the clock from here, never from time()
+    registry: Registry
 
     @property
     def principal_arn(self) -> str:

@@ -96,3 +96,56 @@ PlatformUnknownException = _declare("PlatformUnknownException", 400, "Unknown pl
 UnsupportedFeatureException = _declare(
     "UnsupportedFeatureException", 400, "The feature is not available here."
 )
+
+# ECR.
+RepositoryNotFoundException = _declare("RepositoryNotFoundException", 400, "No such repository.")
+RepositoryAlreadyExistsException = _declare(
+    "RepositoryAlreadyExistsException", 400, "The repository name is taken."
+)
+RepositoryNotEmptyException = _declare(
+    "RepositoryNotEmptyException", 400, "The repository holds images; use force."
+)
+RepositoryPolicyNotFoundException = _declare(
+    "RepositoryPolicyNotFoundException", 400, "The repository has no policy."
+)
+ImageNotFoundException = _declare("ImageNotFoundException", 400, "No such image.")
+ImageAlreadyExistsException = _declare(
+    "ImageAlreadyExistsException", 400, "The image is already pushed with this tag."
+)
+ImageTagAlreadyExistsException = _declare(
+    "ImageTagAlreadyExistsException", 400, "The tag is immutable and already in use."
+)
+ImageDigestDoesNotMatchException = _declare(
+    "ImageDigestDoesNotMatchException", 400, "The manifest does not match the given digest."
+)
+InvalidTagParameterException = _declare(
+    "InvalidTagParameterException", 400, "A tag key or value is invalid."
+)
+TooManyTagsException = _declare("TooManyTagsException", 400, "More than 50 tags.")
+LayersNotFoundException = _declare("LayersNotFoundException", 400, "A layer is not there.")
+LayerAlreadyExistsException = _declare(
+    "LayerAlreadyExistsException", 400, "The layer is already in the repository."
+)
+LayerInaccessibleException = _declare(
+    "LayerInaccessibleException", 400, "The layer cannot be read."
+)
+LayerPartTooSmallException = _declare(
+    "LayerPartTooSmallException", 400, "A layer part is smaller than allowed."
+)
+InvalidLayerException = _declare(
+    "InvalidLayerException", 400, "The uploaded layer does not match its digest."
+)
+InvalidLayerPartException = _declare(
+    "InvalidLayerPartException", 400, "A layer part is out of order or malformed."
+)
+UploadNotFoundException = _declare("UploadNotFoundException", 400, "No such upload.")
+EmptyUploadException = _declare("EmptyUploadException", 400, "The upload has no data.")
+LifecyclePolicyNotFoundException = _declare(
+    "LifecyclePolicyNotFoundException", 400, "The repository has no lifecycle policy."
+)
+LifecyclePolicyPreviewNotFoundException = _declare(
+    "LifecyclePolicyPreviewNotFoundException", 400, "No lifecycle policy preview was started."
+)
+LifecyclePolicyPreviewInProgressException = _declare(
+    "LifecyclePolicyPreviewInProgressException", 400, "A lifecycle preview is still running."
+)

@@ -1,1 +1,234 @@
-"""(in progress)"""
+"""Container instances: register (as the agent does), describe, list and deregister.
+
+A container instance's ARN is ``container-instance/CLUSTER/ID`` with a 32-hex ID; its
+attributes live in the attributes table (target type ``container-instance``, target the
+instance ARN), so ListAttributes and DescribeContainerInstances see the same ones.
+
+Deregistering is final, as in ECS: the instance turns INACTIVE, stays describable, loses
+its attributes, and cannot be registered again under its old ARN.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import replace
+
+from dockyard.api.awsjson import Params
+from dockyard.api.context import RequestContext
+from dockyard.api.errors import ClientException, InvalidParameterException
+from dockyard.api.pagination import decode_token, encode_token, page_size
+from dockyard.ecs import arns, shapes
+from dockyard.ecs.clusters import find_cluster
+from dockyard.ecs.registry import ECS
+from dockyard.store.models import Attribute, Cluster, ContainerInstance
+
+TARGET_TYPE = "container-instance"
+CUSTOM_ATTRIBUTE_LIMIT = 10
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+# Attributes ECS and its agent define; every other name is a custom attribute.
+_BUILT_IN_PREFIXES = ("ecs.", "com.amazonaws.ecs.")
+# What the instance identity document tells ECS, as the built-in attributes it sets.
+_IDENTITY_ATTRIBUTES = {
+    "availabilityZone": "ecs.availability-zone",
+    "instanceType": "ecs.instance-type",
+    "imageId": "ecs.ami-id",
+}
+
+
+def is_custom(name: str) -> bool:
+    return not name.startswith(_BUILT_IN_PREFIXES)
+
+
+def instance_arn(ctx: RequestContext, cluster: Cluster, reference: str) -> str | None:
+    """The ARN a container instance ID or ARN stands for in ``cluster``, or None when it
+    cannot name an instance of that cluster in the caller's account and region."""
+    if reference.startswith("arn:"):
+        arn = arns.parse(reference)
+        if arn is None or arn.kind != TARGET_TYPE:
+            return None
+        if (arn.account_id, arn.region) != (ctx.account_id, ctx.region):
+            return None
+        cluster_name, _, reference = arn.resource.rpartition("/")
+        if cluster_name and cluster_name != cluster.name:
+            return None
+    if not _INSTANCE_ID.fullmatch(reference):
+        return None
+    return arns.container_instance(ctx, cluster.name, reference)
+
+
+def find_container_instance(
+    ctx: RequestContext, cluster: Cluster, reference: str
+) -> ContainerInstance | None:
+    """The instance ``reference`` (an ID or ARN) names in ``cluster``, any status."""
+    arn = instance_arn(ctx, cluster, reference)
+    instance = ctx.store.get_container_instance(arn) if arn else None
+    return instance if instance is not None and instance.cluster_arn == cluster.arn else None
+
+
+def instance_attributes(ctx: RequestContext, instance: ContainerInstance) -> list[Attribute]:
+    return ctx.store.list_attributes(
+        instance.cluster_arn, target_type=TARGET_TYPE, target_id=instance.arn
+    )
+
+
+def _task_counts(ctx: RequestContext, instance: ContainerInstance) -> tuple[int, int]:
+    """(running, pending) tasks placed on the instance. Tasks arrive with a later issue;
+    until then no task can be placed, so both are zero."""
+    return 0, 0
+
+
+def _wire(
+    ctx: RequestContext,
+    instance: ContainerInstance,
+    include: frozenset[str] = frozenset(),
+    attributes: list[Attribute] | None = None,
+) -> Params:
+    running, pending = _task_counts(ctx, instance)
+    if attributes is None:
+        attributes = instance_attributes(ctx, instance)
+    return shapes.container_instance_to_wire(
+        instance,
+        [shapes.attribute_to_wire(a, target=False) for a in attributes],
+        running_tasks=running,
+        pending_tasks=pending,
+        tags=ctx.store.get_tags(instance.arn) if "TAGS" in include else None,
+        health="CONTAINER_INSTANCE_HEALTH" in include,
+    )
+
+
+def _previous(
+    ctx: RequestContext, cluster: Cluster, reference: str | None
+) -> ContainerInstance | None:
+    """The registration a ``containerInstanceArn`` continues, if the agent sent one."""
+    if reference is None:
+        return None
+    if instance_arn(ctx, cluster, reference) is None:
+        raise InvalidParameterException(
+            f"containerInstanceArn {reference} is not a container instance of cluster "
+            f"{cluster.name}."
+        )
+    previous = find_container_instance(ctx, cluster, reference)
+    if previous is None or previous.status == "INACTIVE":
+        raise ClientException(
+            f"The container instance {reference} is not registered (it was deregistered or "
+            "never existed); register without containerInstanceArn to join as a new instance."
+        )
+    return previous
+
+
+@ECS.operation("RegisterContainerInstance")
+def register_container_instance(ctx: RequestContext, params: Params) -> Params:
+    """Join a host to a cluster; with ``containerInstanceArn`` refresh its registration
+    in place (same ARN, version + 1). Built-in attributes are replaced by the new set;
+    custom attributes put since registration stay."""
+    request = shapes.instance_registration(params)
+    cluster = find_cluster(ctx, request.cluster)
+    previous = _previous(ctx, cluster, request.container_instance_arn)
+    arn = previous.arn if previous else arns.container_instance(ctx, cluster.name, _uuid_hex())
+    ec2_instance_id = request.ec2_instance_id or (
+        previous.ec2_instance_id if previous else "i-" + _uuid_hex()[:17]
+    )
+
+    old = instance_attributes(ctx, previous) if previous else []
+    new = {a.name: a.value for a in request.attributes}
+    for field, name in _IDENTITY_ATTRIBUTES.items():
+        if isinstance(request.identity.get(field), str):
+            new.setdefault(name, request.identity[field])
+    custom = {a.name for a in old if is_custom(a.name)} | {n for n in new if is_custom(n)}
+    if len(custom) > CUSTOM_ATTRIBUTE_LIMIT:
+        raise InvalidParameterException(
+            f"A container instance can have at most {CUSTOM_ATTRIBUTE_LIMIT} custom "
+            f"attributes; this registration would give it {len(custom)}."
+        )
+
+    document = {
+        "version": (previous.document.get("version", 1) + 1) if previous else 1,
+        "versionInfo": dict(request.version_info),
+        "registeredResources": list(request.resources),
+        "remainingResources": list(request.resources),  # no task holds any yet
+        "agentConnected": True,  # registered through the API; the agent channel will own it
+    }
+    instance = ContainerInstance(
+        arn=arn,
+        account_id=ctx.account_id,
+        region=ctx.region,
+        cluster_arn=cluster.arn,
+        ec2_instance_id=ec2_instance_id,
+        status=previous.status if previous else "ACTIVE",
+        registered_at=previous.registered_at if previous else ctx.now,
+        document=document,
+    )
+    ctx.store.put_container_instance(instance)
+    ctx.store.delete_attributes(a for a in old if not is_custom(a.name) and a.name not in new)
+    ctx.store.put_attributes(
+        Attribute(cluster.arn, TARGET_TYPE, arn, name, value) for name, value in new.items()
+    )
+    ctx.store.put_tags(arn, request.tags)
+    include = frozenset({"TAGS"}) if request.tags else frozenset()
+    return {"containerInstance": _wire(ctx, instance, include)}
+
+
+def _uuid_hex() -> str:
+    return uuid.uuid4().hex
+
+
+@ECS.operation("DeregisterContainerInstance")
+def deregister_container_instance(ctx: RequestContext, params: Params) -> Params:
+    cluster = find_cluster(ctx, params.get("cluster"))
+    reference = params["containerInstance"]
+    instance = find_container_instance(ctx, cluster, reference)
+    if instance is None or instance.status == "INACTIVE":
+        raise InvalidParameterException(
+            f"Container instance {reference} is not registered in cluster {cluster.name}."
+        )
+    running, pending = _task_counts(ctx, instance)
+    if (running or pending) and not params.get("force"):
+        raise InvalidParameterException(
+            f"The container instance has {running + pending} tasks; stop them first, or "
+            "deregister with force to orphan them."
+        )
+    attributes = instance_attributes(ctx, instance)
+    inactive = replace(
+        instance, status="INACTIVE", document={**instance.document, "agentConnected": False}
+    )
+    ctx.store.put_container_instance(inactive)
+    ctx.store.delete_attributes(attributes)
+    # The answer shows the instance as it was deregistered, attributes included.
+    return {"containerInstance": _wire(ctx, inactive, attributes=attributes)}
+
+
+@ECS.operation("DescribeContainerInstances")
+def describe_container_instances(ctx: RequestContext, params: Params) -> Params:
+    cluster = find_cluster(ctx, params.get("cluster"))
+    include = frozenset(params.get("include") or ())
+    found, failures = [], []
+    for reference in params["containerInstances"]:
+        instance = find_container_instance(ctx, cluster, reference)
+        if instance is None:
+            arn = instance_arn(ctx, cluster, reference) or reference
+            failures.append({"arn": arn, "reason": "MISSING"})
+            continue
+        found.append(_wire(ctx, instance, include))
+    return {"containerInstances": found, "failures": failures}
+
+
+@ECS.operation("ListContainerInstances")
+def list_container_instances(ctx: RequestContext, params: Params) -> Params:
+    """Every instance but INACTIVE ones, or those with ``status``."""
+    cluster = find_cluster(ctx, params.get("cluster"))
+    if params.get("filter"):
+        raise InvalidParameterException(
+            "The filter parameter (cluster query language) is not supported yet; "
+            "list without it, or with status."
+        )
+    page = ctx.store.list_container_instances(
+        cluster.arn,
+        status=params.get("status"),
+        after=decode_token(params.get("nextToken")),
+        limit=page_size(params.get("maxResults")),
+    )
+    result: Params = {"containerInstanceArns": [i.arn for i in page.items]}
+    if page.next_key:
+        result["nextToken"] = encode_token(page.next_key)
+    return result

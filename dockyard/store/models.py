@@ -91,3 +91,39 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_key: str | None
+
+
+@dataclass(frozen=True)
+class Repository:
+    arn: str
+    account_id: str
+    region: str
+    name: str
+    created_at: float
+    # imageTagMutability, imageTagMutabilityExclusionFilters, imageScanningConfiguration,
+    # encryptionConfiguration, policyText, lifecyclePolicyText: as ECR echoes them.
+    document: Document = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One manifest in one repository (an image, an index or an artifact)."""
+
+    repository_arn: str
+    digest: str
+    media_type: str
+    size: int
+    pushed_at: float
+    manifest: bytes
+    artifact_type: str | None = None
+    subject_digest: str | None = None
+    last_pulled_at: float | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    repository_arn: str
+    started_at: float
+    size: int

@@ -7,10 +7,12 @@ schema runs on SQLite and PostgreSQL without dialect types.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -120,4 +122,88 @@ tasks = Table(
     Column("desired_status", String(32), nullable=False),
     Column("document", Text, nullable=False),
     Index("ix_tasks_cluster", "cluster_arn", "desired_status"),
+)
+
+# The registry (ECR repositories and OCI content). Blob bytes live in the storage
+# driver; these tables say which repository holds what.
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("arn", ARN, primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("document", Text, nullable=False),  # mutability, scanning, encryption, policies
+    UniqueConstraint("account_id", "region", "name", name="uq_repositories_name"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("repository_arn", ARN, nullable=False),
+    Column("digest", String(100), nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("artifact_type", String(255), nullable=True),
+    Column("subject_digest", String(100), nullable=True),  # for the referrers API
+    Column("size", BigInteger, nullable=False),  # manifest + config + layers, as ECR reports
+    Column("pushed_at", Float, nullable=False),
+    Column("last_pulled_at", Float, nullable=True),
+    Column("manifest", LargeBinary, nullable=False),  # the exact bytes pushed
+    PrimaryKeyConstraint("repository_arn", "digest", name="pk_images"),
+    Index("ix_images_subject", "repository_arn", "subject_digest"),
+)
+
+image_tags = Table(
+    "image_tags",
+    metadata,
+    Column("repository_arn", ARN, nullable=False),
+    Column("tag", String(128), nullable=False),
+    Column("digest", String(100), nullable=False),
+    Column("tagged_at", Float, nullable=False),
+    PrimaryKeyConstraint("repository_arn", "tag", name="pk_image_tags"),
+    Index("ix_image_tags_digest", "repository_arn", "digest"),
+)
+
+# What a manifest refers to: layers and config (kind "blob"), or child manifests of an
+# index (kind "manifest"). Garbage collection and deletes follow these edges.
+image_references = Table(
+    "image_references",
+    metadata,
+    Column("repository_arn", ARN, nullable=False),
+    Column("digest", String(100), nullable=False),
+    Column("child_digest", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    PrimaryKeyConstraint("repository_arn", "digest", "child_digest", name="pk_image_refs"),
+    Index("ix_image_refs_child", "child_digest"),
+)
+
+# Blobs known to the registry, and which repositories may serve them.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(100), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+repository_blobs = Table(
+    "repository_blobs",
+    metadata,
+    Column("repository_arn", ARN, nullable=False),
+    Column("digest", String(100), nullable=False),
+    Column("linked_at", Float, nullable=False),
+    PrimaryKeyConstraint("repository_arn", "digest", name="pk_repository_blobs"),
+    Index("ix_repository_blobs_digest", "digest"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository_arn", ARN, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("size", BigInteger, nullable=False),
 )

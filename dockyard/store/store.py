@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, and_, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.store import db
@@ -26,6 +26,7 @@ from dockyard.store.models import (
     Page,
     TaskDefinition,
 )
+from dockyard.store.registry import RegistryStore
 from dockyard.store.schema import (
     account_settings,
     attributes,
@@ -52,6 +53,7 @@ def _page(items: list[Any], limit: int, key: Any) -> Page[Any]:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.registry = RegistryStore(engine)
 
     @classmethod
     def open(cls, url: str | None, data_dir: Path) -> Store:
@@ -141,10 +143,12 @@ class Store:
     ) -> TaskDefinition:
         """Store the family's next revision: ``make(revision)`` builds it.
 
-        Two registrations racing for the same revision: the loser retries with the next.
+        Registrations of one family queue for it, so each reads the revision the last
+        one wrote; should two still collide, the loser retries with the next.
         """
         for _ in range(20):
             with db.transaction(self.engine, write=True) as conn:
+                _lock_family(conn, account_id, region, family)
                 latest = conn.scalar(
                     select(func.max(task_definitions.c.revision)).where(
                         task_definitions.c.account_id == account_id,
@@ -321,8 +325,9 @@ class Store:
     # Attributes
 
     def put_attributes(self, items: Iterable[Attribute]) -> None:
-        rows = [
-            {
+        """Insert or replace each attribute; a name given twice for a target keeps the last."""
+        by_key = {
+            (a.cluster_arn, a.target_id, a.name): {
                 "cluster_arn": a.cluster_arn,
                 "target_id": a.target_id,
                 "target_type": a.target_type,
@@ -330,7 +335,8 @@ class Store:
                 "value": a.value,
             }
             for a in items
-        ]
+        }
+        rows = list(by_key.values())
         if not rows:
             return
         with db.transaction(self.engine, write=True) as conn:
@@ -417,6 +423,15 @@ class Store:
         with db.transaction(self.engine) as conn:
             items = [_instance(r) for r in conn.execute(query)]
         return _page(items, limit, lambda i: i.arn)
+
+
+def _lock_family(conn: Connection, account_id: str, region: str, family: str) -> None:
+    """Hold the family until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
+    already serialises writers). Retrying on a duplicate revision alone starves: with
+    16 concurrent registrations some ran out of attempts."""
+    if conn.dialect.name == "postgresql":
+        key = f"{account_id}/{region}/{family}"
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
 
 def _equal(table: Any, key: Mapping[str, Any]) -> list[Any]:

@@ -130,7 +130,7 @@ VALID = [
         id="ulimit-soft-equal-hard",
     ),
     pytest.param(task(container(stopTimeout=600)), id="ec2-stop-timeout-not-capped"),
-    pytest.param(task(cpu="128", memory="6"), id="ec2-smallest-task-cpu"),
+    pytest.param(task(cpu="128", memory="128"), id="ec2-smallest-task-cpu"),
     pytest.param(
         fargate_task(
             container(image=ECR_IMAGE, logConfiguration=AWSLOGS),
@@ -250,7 +250,7 @@ REJECTED = [
         task(container(essential=False)),
         ClientException,
         "doesn't have any essential container",
-        "essential",
+        "containerDefinitions[].essential",
         id="nothing-essential",
     ),
     # container memory and the task's size
@@ -298,7 +298,7 @@ REJECTED = [
         ),
         ClientException,
         "The sum of all container 'memoryReservation' values",
-        "memoryReservation",
+        "containerDefinitions[].memoryReservation",
         id="reservations-above-task",
     ),
     pytest.param(
@@ -726,7 +726,7 @@ def test_rejects(request_: Doc, error: type[AwsError], phrase: str, field: str) 
         check_task_definition(request_)
     assert caught.value.code == error.code
     assert phrase in caught.value.message
-    assert f"(field: {field}" in caught.value.message or field in caught.value.message
+    assert caught.value.message.endswith(f"(field: {field})")
     assert request_ == before
 
 
