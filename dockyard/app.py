@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,20 +18,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dockyard import background
 from dockyard.api import awsjson
+from dockyard.api.agent_hub import AgentHub
 from dockyard.api.context import RequestContext
 from dockyard.api.errors import AccessDeniedException, AwsError, ServerException
 from dockyard.api.identity import Identities
 from dockyard.api.sigv4 import Caller, SignedRequest, verify
 from dockyard.config import ServerConfig
 from dockyard.ecr import ECR
-from dockyard.ecs import ECS
+from dockyard.ecr.lifecycle_api import apply_to_repository
+from dockyard.ecs import ECS, agent_channel
+from dockyard.ecs.task_reports import CALLER_HEADER
 from dockyard.registry.auth import Tokens, load_or_create_key
+from dockyard.registry.routes import routes as registry_routes
 from dockyard.registry.service import Registry
 from dockyard.registry.storage.filesystem import FilesystemStorage
 from dockyard.store.store import Store
 
 log = logging.getLogger("dockyard.api")
+_SIGNED_HEADERS = re.compile(r"SignedHeaders=([a-z0-9;\-]+)")
 
 
 class Dockyard:
@@ -44,8 +52,10 @@ class Dockyard:
             storage=FilesystemStorage(config.data_dir / "registry"),
             tokens=Tokens(load_or_create_key(config.data_dir), self.identities),
             address=config.advertised_address,
+            after_push=apply_to_repository,
         )
         self.services = awsjson.Services(ECS, ECR)
+        self.agents = AgentHub(timeout=config.agent_timeout)
 
     async def authenticate(self, request: Request) -> tuple[Caller, bytes]:
         body = await request.body()
@@ -62,14 +72,7 @@ class Dockyard:
         try:
             caller, body = await self.authenticate(request)
             _, operation, handler = self.services.resolve(request.headers.get("x-amz-target"))
-            context = RequestContext(
-                account_id=self.config.account_id,
-                region=caller.region,
-                identity=caller.identity,
-                store=self.store,
-                now=time.time(),
-                registry=self.registry,
-            )
+            context = self._context(caller, request)
             payload = await run_in_threadpool(awsjson.call, operation, handler, context, body)
             return _response(200, payload, request_id)
         except AwsError as error:
@@ -78,8 +81,42 @@ class Dockyard:
             log.exception("request %s failed", request_id)
             return _error(ServerException("An internal error occurred."), request_id)
 
+    def _context(self, caller: Caller, request: Request) -> RequestContext:
+        return RequestContext(
+            account_id=self.config.account_id,
+            region=caller.region,
+            identity=caller.identity,
+            store=self.store,
+            now=time.time(),
+            registry=self.registry,
+            agents=self.agents,
+            caller_instance=_signed_header(request, CALLER_HEADER),
+        )
+
+    async def agent_poll(self, request: Request) -> Response:
+        """The agent channel's long poll (dockyard/ecs/agent_channel.py)."""
+        request_id = str(uuid.uuid4())
+        try:
+            caller, body = await self.authenticate(request)
+            answer = await agent_channel.poll(self._context(caller, request), body)
+            return JSONResponse(answer, headers={"x-amzn-RequestId": request_id})
+        except AwsError as error:
+            return _error(error, request_id)
+        except Exception:
+            log.exception("agent poll %s failed", request_id)
+            return _error(ServerException("An internal error occurred."), request_id)
+
     async def health(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    def wipe(self) -> None:
+        """Forget every resource and every stored blob."""
+        self.store.wipe()
+        storage = self.registry.storage
+        for digest, _ in list(storage.digests()):
+            storage.delete(digest)
+        for upload_id, _ in list(storage.uploads()):
+            storage.cancel(upload_id)
 
     async def reset(self, request: Request) -> Response:
         """Wipe all state (admin identities only): for test suites reusing one server."""
@@ -90,10 +127,19 @@ class Dockyard:
                 raise AccessDeniedException(
                     f"{caller.identity.name} is not an admin and may not reset Dockyard."
                 )
-            await run_in_threadpool(self.store.wipe)
+            await run_in_threadpool(self.wipe)
         except AwsError as error:
             return _error(error, request_id)
         return JSONResponse({"reset": True})
+
+
+def _signed_header(request: Request, name: str) -> str | None:
+    """A header's value if the SigV4 signature covers it; an unsigned one could have
+    been added by anyone on the way."""
+    signed = _SIGNED_HEADERS.search(request.headers.get("authorization", ""))
+    if signed is None or name not in signed[1].split(";"):
+        return None
+    return request.headers.get(name)
 
 
 def _response(status: int, payload: bytes, request_id: str) -> Response:
@@ -111,11 +157,17 @@ def _error(error: AwsError, request_id: str) -> Response:
     return response
 
 
-def _lifespan(store: Store) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(dockyard: Dockyard) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        jobs = [
+            asyncio.create_task(background.run_forever(job))
+            for job in background.registry_jobs(dockyard.registry)
+        ]
         yield
-        store.close()
+        for job in jobs:
+            job.cancel()
+        dockyard.store.close()
 
     return lifespan
 
@@ -127,8 +179,10 @@ def create_app(config: ServerConfig, store: Store) -> Starlette:
             Route("/", dockyard.aws_json, methods=["POST"]),
             Route("/health", dockyard.health, methods=["GET"]),
             Route("/_dockyard/reset", dockyard.reset, methods=["POST"]),
+            Route("/_dockyard/agent/poll", dockyard.agent_poll, methods=["POST"]),
+            *registry_routes(dockyard.registry),
         ],
-        lifespan=_lifespan(store),
+        lifespan=_lifespan(dockyard),
     )
     app.state.dockyard = dockyard
     return app

@@ -10,6 +10,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from dockyard.api.agent_hub import DEFAULT_AGENT_TIMEOUT
 from dockyard.api.identity import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -39,6 +40,10 @@ RegistryAddress = Annotated[
     str | None,
     typer.Option(help="HOST:PORT docker uses for the registry (default: the listen address)."),
 ]
+AgentTimeout = Annotated[
+    float,
+    typer.Option(help="Seconds without a poll after which an agent shows agentConnected false."),
+]
 IdentityFlags = Annotated[
     list[str] | None,
     typer.Option(
@@ -57,6 +62,7 @@ def _config(
     account_id: str,
     identity: list[str] | None,
     registry_address: str | None = None,
+    agent_timeout: float = DEFAULT_AGENT_TIMEOUT,
 ) -> ServerConfig:
     if not (len(account_id) == 12 and account_id.isdigit()):
         raise typer.BadParameter("must be 12 digits", param_hint="--account-id")
@@ -64,9 +70,20 @@ def _config(
         extra = tuple(parse_identity_flag(i) for i in identity or [])
     except IdentityConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--identity") from None
+    if agent_timeout <= 0:
+        raise typer.BadParameter(
+            "must be a positive number of seconds", param_hint="--agent-timeout"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     config = ServerConfig(
-        host, port, data_dir.resolve(), database_url, account_id, extra, registry_address
+        host,
+        port,
+        data_dir.resolve(),
+        database_url,
+        account_id,
+        extra,
+        registry_address,
+        agent_timeout=agent_timeout,
     )
     try:
         config.identities()
@@ -98,9 +115,21 @@ def server(
     account_id: AccountId = DEFAULT_ACCOUNT_ID,
     identity: IdentityFlags = None,
     registry_address: RegistryAddress = None,
+    agent_timeout: AgentTimeout = DEFAULT_AGENT_TIMEOUT,
 ) -> None:
     """Run the control plane and registry."""
-    _serve(_config(host, port, data_dir, database_url, account_id, identity, registry_address))
+    _serve(
+        _config(
+            host,
+            port,
+            data_dir,
+            database_url,
+            account_id,
+            identity,
+            registry_address,
+            agent_timeout=agent_timeout,
+        )
+    )
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.api.agent_hub import DEFAULT_AGENT_TIMEOUT
 from dockyard.api.identity import DEFAULT_IDENTITY, Identities, Identity, load_identities_file
 
 DEFAULT_ACCOUNT_ID = "000000000000"
@@ -20,6 +21,7 @@ class ServerConfig:
     account_id: str = DEFAULT_ACCOUNT_ID
     extra_identities: tuple[Identity, ...] = field(default=())
     registry_address: str | None = None  # None: HOST:PORT (127.0.0.1 for a wildcard host)
+    agent_timeout: float = DEFAULT_AGENT_TIMEOUT  # seconds of silence: agentConnected false
 
     @property
     def advertised_address(self) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dockyard.api.agent_hub import AgentHub
 from dockyard.api.identity import Identity
 from dockyard.registry.service import Registry
 from dockyard.store.store import Store
@@ -17,6 +18,9 @@ class RequestContext:
     store: Store
     now: float  # epoch seconds; handlers take the clock from here, never from time()
     registry: Registry
+    agents: AgentHub = field(default_factory=AgentHub)  # the agent channel's wake-ups
+    # The container instance an agent's report says it comes from (a signed header).
+    caller_instance: str | None = None
 
     @property
     def principal_arn(self) -> str:

@@ -15,12 +15,15 @@ class AwsError(Exception):
     code: ClassVar[str] = "ServiceException"
     status: ClassVar[int] = 400
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str = "", **members: str | int) -> None:
+        """``members``: the extra members some error shapes declare (ECR's
+        InvalidLayerPartException carries ``lastValidByteReceived``)."""
         super().__init__(message)
         self.message = message
+        self.members = members
 
-    def body(self) -> dict[str, str]:
-        return {"__type": self.code, "message": self.message}
+    def body(self) -> dict[str, str | int]:
+        return {**self.members, "__type": self.code, "message": self.message}
 
 
 _TABLE: dict[str, type[AwsError]] = {}
@@ -117,6 +120,9 @@ ImageTagAlreadyExistsException = _declare(
 )
 ImageDigestDoesNotMatchException = _declare(
     "ImageDigestDoesNotMatchException", 400, "The manifest does not match the given digest."
+)
+ReferencedImagesNotFoundException = _declare(
+    "ReferencedImagesNotFoundException", 400, "An index refers to images not in the repository."
 )
 InvalidTagParameterException = _declare(
     "InvalidTagParameterException", 400, "A tag key or value is invalid."

@@ -7,6 +7,8 @@ from dockyard.ecs import (  # noqa: F401  (imported for their registrations)
     container_instances,
     tags,
     task_definitions,
+    task_reports,
+    tasks,
 )
 from dockyard.ecs.registry import ECS
 

@@ -5,7 +5,14 @@ attributes live in the attributes table (target type ``container-instance``, tar
 instance ARN), so ListAttributes and DescribeContainerInstances see the same ones.
 
 Deregistering is final, as in ECS: the instance turns INACTIVE, stays describable, loses
-its attributes, and cannot be registered again under its old ARN.
+its attributes, and cannot be registered again under its old ARN. It is refused while
+tasks run unless ``force``, which stops them.
+
+``agentConnected``: an instance registered by ``dockyard agent`` (its ``versionInfo.
+agentHash`` starts with ``dockyard``) is connected while its agent has registered or
+polled within the server's ``--agent-timeout`` (60 s). An instance registered through
+the plain API has no agent to lose and counts as connected, so placement can be tried
+without one; its tasks stay PENDING until something reports on them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dockyard.api.pagination import decode_token, encode_token, page_size
 from dockyard.ecs import arns, shapes
 from dockyard.ecs.clusters import find_cluster
 from dockyard.ecs.registry import ECS
+from dockyard.ecs.task_lifecycle import stop
 from dockyard.store.models import Attribute, Cluster, ContainerInstance
 
 TARGET_TYPE = "container-instance"
@@ -72,10 +80,22 @@ def instance_attributes(ctx: RequestContext, instance: ContainerInstance) -> lis
     )
 
 
+def agent_managed(instance: ContainerInstance) -> bool:
+    agent_hash = instance.document.get("versionInfo", {}).get("agentHash") or ""
+    return str(agent_hash).startswith("dockyard")
+
+
+def agent_connected(instance: ContainerInstance, now: float, timeout: float) -> bool:
+    if instance.status == "INACTIVE":
+        return False
+    if not agent_managed(instance):
+        return True
+    return instance.agent_seen_at is not None and now - instance.agent_seen_at < timeout
+
+
 def _task_counts(ctx: RequestContext, instance: ContainerInstance) -> tuple[int, int]:
-    """(running, pending) tasks placed on the instance. Tasks arrive with a later issue;
-    until then no task can be placed, so both are zero."""
-    return 0, 0
+    """(running, pending) tasks placed on the instance."""
+    return ctx.store.tasks.counts([instance.arn]).get(instance.arn, (0, 0))
 
 
 def _wire(
@@ -92,6 +112,7 @@ def _wire(
         [shapes.attribute_to_wire(a, target=False) for a in attributes],
         running_tasks=running,
         pending_tasks=pending,
+        agent_connected=agent_connected(instance, ctx.now, ctx.agents.timeout),
         tags=ctx.store.get_tags(instance.arn) if "TAGS" in include else None,
         health="CONTAINER_INSTANCE_HEALTH" in include,
     )
@@ -146,8 +167,7 @@ def register_container_instance(ctx: RequestContext, params: Params) -> Params:
         "version": (previous.document.get("version", 1) + 1) if previous else 1,
         "versionInfo": dict(request.version_info),
         "registeredResources": list(request.resources),
-        "remainingResources": list(request.resources),  # no task holds any yet
-        "agentConnected": True,  # registered through the API; the agent channel will own it
+        "remainingResources": list(request.resources),  # recomputed below if tasks hold any
     }
     instance = ContainerInstance(
         arn=arn,
@@ -160,6 +180,10 @@ def register_container_instance(ctx: RequestContext, params: Params) -> Params:
         document=document,
     )
     ctx.store.put_container_instance(instance)
+    ctx.store.tasks.touch(arn, ctx.now)  # registering is contact
+    if previous is not None:
+        ctx.store.tasks.recompute_remaining(arn)
+    instance = ctx.store.get_container_instance(arn) or instance
     ctx.store.delete_attributes(a for a in old if not is_custom(a.name) and a.name not in new)
     ctx.store.put_attributes(
         Attribute(cluster.arn, TARGET_TYPE, arn, name, value) for name, value in new.items()
@@ -182,17 +206,30 @@ def deregister_container_instance(ctx: RequestContext, params: Params) -> Params
         raise InvalidParameterException(
             f"Container instance {reference} is not registered in cluster {cluster.name}."
         )
-    running, pending = _task_counts(ctx, instance)
-    if (running or pending) and not params.get("force"):
+    held = ctx.store.tasks.on_instance(instance.arn)
+    if held and not params.get("force"):
         raise InvalidParameterException(
-            f"The container instance has {running + pending} tasks; stop them first, or "
-            "deregister with force to orphan them."
+            f"The container instance has {len(held)} tasks that are not stopped; stop them "
+            "first, or deregister with force to stop them."
         )
     attributes = instance_attributes(ctx, instance)
-    inactive = replace(
-        instance, status="INACTIVE", document={**instance.document, "agentConnected": False}
-    )
-    ctx.store.put_container_instance(inactive)
+    connected = agent_connected(instance, ctx.now, ctx.agents.timeout)
+    ctx.store.tasks.set_instance_status(instance.arn, "INACTIVE")
+    if held:
+        # An agent still in contact stops the containers and reports; without one,
+        # nobody will, so the tasks are STOPPED now.
+        ctx.store.tasks.update(
+            [t.arn for t in held],
+            lambda t: stop(
+                t,
+                "Container instance deregistered with force",
+                "UserInitiated",
+                ctx.now,
+                at_once=t.picked_up_at is None or not connected,
+            ),
+        )
+    ctx.agents.notify([instance.arn])
+    inactive = replace(instance, status="INACTIVE")
     ctx.store.delete_attributes(attributes)
     # The answer shows the instance as it was deregistered, attributes included.
     return {"containerInstance": _wire(ctx, inactive, attributes=attributes)}
@@ -232,3 +269,28 @@ def list_container_instances(ctx: RequestContext, params: Params) -> Params:
     if page.next_key:
         result["nextToken"] = encode_token(page.next_key)
     return result
+
+
+@ECS.operation("UpdateContainerInstancesState")
+def update_container_instances_state(ctx: RequestContext, params: Params) -> Params:
+    """ACTIVE or DRAINING. What draining does to service tasks comes with services;
+    here a DRAINING instance only stops receiving new tasks."""
+    cluster = find_cluster(ctx, params.get("cluster"))
+    status = params["status"]
+    if status not in ("ACTIVE", "DRAINING"):
+        raise InvalidParameterException(
+            f"Container instances can be set to ACTIVE or DRAINING, not {status}."
+        )
+    found, failures = [], []
+    for reference in params["containerInstances"]:
+        instance = find_container_instance(ctx, cluster, reference)
+        if instance is None or instance.status == "INACTIVE":
+            arn = instance_arn(ctx, cluster, reference) or reference
+            failures.append({"arn": arn, "reason": "MISSING" if instance is None else "INACTIVE"})
+            continue
+        if instance.status != status:
+            ctx.store.tasks.set_instance_status(instance.arn, status)
+            instance = replace(instance, status=status)
+        found.append(_wire(ctx, instance))
+    ctx.agents.notify(i["containerInstanceArn"] for i in found)
+    return {"containerInstances": found, "failures": failures}

@@ -195,6 +195,7 @@ def container_instance_to_wire(
     *,
     running_tasks: int = 0,
     pending_tasks: int = 0,
+    agent_connected: bool = False,
     tags: Mapping[str, str] | None = None,
     health: bool = False,
 ) -> Wire:
@@ -208,7 +209,7 @@ def container_instance_to_wire(
         "remainingResources": doc.get("remainingResources", doc.get("registeredResources", [])),
         "registeredResources": doc.get("registeredResources", []),
         "status": instance.status,
-        "agentConnected": doc.get("agentConnected", False),
+        "agentConnected": agent_connected,
         "runningTasksCount": running_tasks,
         "pendingTasksCount": pending_tasks,
         "attributes": attributes,

@@ -2,7 +2,7 @@
 
 Each taggable kind is one line of ``_FINDERS``: a function that takes the parsed ARN and
 returns the ARN the resource's tags are stored under, or None when the caller's account
-and region hold no such resource. Services, tasks and capacity providers add their line
+and region hold no such resource. Services and capacity providers add their line
 when they arrive.
 
 Errors, as ECS reports them:
@@ -58,11 +58,17 @@ def _container_instance(ctx: RequestContext, arn: arns.Arn) -> str | None:
     return instance.arn if instance is not None and instance.status != "INACTIVE" else None
 
 
+def _task(ctx: RequestContext, arn: arns.Arn) -> str | None:
+    task = ctx.store.tasks.get(arns.make(ctx, "task", arn.resource))
+    return task.arn if task is not None else None
+
+
 # ARN kind -> where that kind of resource's tags live (None: no such resource).
 _FINDERS: dict[str, Finder] = {
     "cluster": _cluster,
     "task-definition": _task_definition,
     "container-instance": _container_instance,
+    "task": _task,
 }
 
 

@@ -64,6 +64,39 @@ class ContainerInstance:
     status: str  # ACTIVE | DRAINING | REGISTERING | DEREGISTERING | INACTIVE ...
     registered_at: float
     document: Document = field(default_factory=dict)  # resources, versionInfo, ...
+    agent_seen_at: float | None = None  # the agent's last poll or registration
+    assignments_version: int = 0  # rises whenever the tasks it should hold change
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU units, MiB of memory and host ports: what a task holds on its instance, or
+    what an instance has left (its ``ports`` then being the ports already taken)."""
+
+    cpu: int = 0
+    memory: int = 0
+    ports: frozenset[int] = frozenset()  # tcp
+    ports_udp: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Task:
+    arn: str
+    cluster_arn: str
+    task_definition_arn: str
+    container_instance_arn: str | None
+    family: str
+    group: str
+    started_by: str | None
+    launch_type: str  # EC2 | EXTERNAL
+    last_status: str  # PROVISIONING ... STOPPED, only ever forward
+    desired_status: str  # RUNNING | STOPPED
+    created_at: float
+    resources: Resources = Resources()  # held on the instance until the task is STOPPED
+    picked_up_at: float | None = None  # when an agent first received or reported it
+    # containers, overrides, cpu, memory, version, availabilityZone, stopCode,
+    # stoppedReason and the lifecycle timestamps, in their wire names.
+    document: Document = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,12 @@ class RegistryStore:
             return Page(tuple(items[:limit]), items[limit - 1].name)
         return Page(tuple(items), None)
 
+    def all_repositories(self) -> list[Repository]:
+        """Every repository of every account and region (for background sweeps)."""
+        with db.transaction(self.engine) as conn:
+            rows = conn.execute(select(repositories).order_by(repositories.c.arn)).all()
+        return [_repository(row) for row in rows]
+
     def update_repository(self, repository: Repository) -> None:
         with db.transaction(self.engine, write=True) as conn:
             conn.execute(
@@ -262,9 +268,16 @@ class RegistryStore:
     # Blobs
 
     def add_blob(self, digest: str, size: int, now: float, media_type: str | None = None) -> None:
-        """Record a committed blob (idempotent)."""
+        """Record a committed blob (idempotent).
+
+        A re-push restarts the blob's grace period, so garbage collection cannot drop
+        it before the manifest that will refer to it arrives.
+        """
         with db.transaction(self.engine, write=True) as conn:
-            if not conn.scalar(select(func.count()).where(blobs.c.digest == digest)):
+            done = conn.execute(
+                update(blobs).where(blobs.c.digest == digest).values(created_at=now)
+            )
+            if not done.rowcount:
                 conn.execute(
                     insert(blobs).values(
                         digest=digest, size=size, media_type=media_type, created_at=now

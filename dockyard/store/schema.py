@@ -97,11 +97,14 @@ container_instances = Table(
     Column("status", String(32), nullable=False),
     Column("registered_at", Float, nullable=False),
     Column("document", Text, nullable=False),
+    # Columns, not document keys: polls and placements update them concurrently.
+    Column("agent_seen_at", Float, nullable=True),
+    Column("assignments_version", BigInteger, nullable=False, server_default="0"),
     Index("ix_instances_cluster", "cluster_arn", "status"),
 )
 
-# Services and tasks arrive with later issues; their key columns exist now so a
-# cluster can report what it holds and refuse deletion while it holds them.
+# Services arrive with a later issue; their key columns exist now so a cluster can
+# report what it holds and refuse deletion while it holds them.
 services = Table(
     "services",
     metadata,
@@ -118,10 +121,20 @@ tasks = Table(
     metadata,
     Column("arn", ARN, primary_key=True),
     Column("cluster_arn", ARN, nullable=False),
+    Column("task_definition_arn", ARN, nullable=False),
+    Column("container_instance_arn", ARN, nullable=True),
+    Column("family", NAME, nullable=False),
+    Column("group_name", NAME, nullable=False),  # ECS's "group"; a reserved word in SQL
+    Column("started_by", String(128), nullable=True),
+    Column("launch_type", String(32), nullable=False),
     Column("last_status", String(32), nullable=False),
     Column("desired_status", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("picked_up_at", Float, nullable=True),
+    Column("reserved", Text, nullable=False),  # the resources it holds on its instance
     Column("document", Text, nullable=False),
     Index("ix_tasks_cluster", "cluster_arn", "desired_status"),
+    Index("ix_tasks_instance", "container_instance_arn", "desired_status"),
 )
 
 # The registry (ECR repositories and OCI content). Blob bytes live in the storage

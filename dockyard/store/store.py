@@ -37,6 +37,8 @@ from dockyard.store.schema import (
     task_definitions,
     tasks,
 )
+from dockyard.store.tasks import PENDING_STATUSES, TaskStore
+from dockyard.store.tasks import instance as _instance
 
 
 def _dump(doc: Any) -> str:
@@ -54,6 +56,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.registry = RegistryStore(engine)
+        self.tasks = TaskStore(engine)
 
     @classmethod
     def open(cls, url: str | None, data_dir: Path) -> Store:
@@ -124,7 +127,7 @@ class Store:
                     .group_by(tasks.c.last_status)
                 )
             }
-        pending = sum(n for s, n in by_status.items() if s not in ("RUNNING", "STOPPED"))
+        pending = sum(n for s, n in by_status.items() if s in PENDING_STATUSES)
         return ClusterCounts(
             registered_instances=instances or 0,
             running_tasks=by_status.get("RUNNING", 0),
@@ -501,17 +504,4 @@ def _task_definition(row: Row[Any]) -> TaskDefinition:
         registered_at=row.registered_at,
         registered_by=row.registered_by,
         deregistered_at=row.deregistered_at,
-    )
-
-
-def _instance(row: Row[Any]) -> ContainerInstance:
-    return ContainerInstance(
-        arn=row.arn,
-        account_id=row.account_id,
-        region=row.region,
-        cluster_arn=row.cluster_arn,
-        ec2_instance_id=row.ec2_instance_id,
-        status=row.status,
-        registered_at=row.registered_at,
-        document=orjson.loads(row.document),
     )

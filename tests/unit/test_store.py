@@ -175,6 +175,12 @@ def task_row(cluster: str, task_id: str, last_status: str) -> dict[str, Any]:
         "cluster_arn": cluster_arn(cluster),
         "last_status": last_status,
         "desired_status": "STOPPED" if last_status == "STOPPED" else "RUNNING",
+        "task_definition_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:1",
+        "family": "web",
+        "group_name": "family:web",
+        "launch_type": "EC2",
+        "created_at": 0.0,
+        "reserved": '{"cpu": 0, "memory": 0, "ports": [], "portsUdp": []}',
         "document": "{}",
     }
 

@@ -1,0 +1,1 @@
+"""The Dockyard agent: joins a host to a cluster and runs tasks on Docker Engine."""

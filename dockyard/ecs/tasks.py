@@ -1,0 +1,387 @@
+"""Tasks: RunTask, StartTask, StopTask, DescribeTasks and ListTasks.
+
+A task is placed on a container instance and created PENDING (PROVISIONING for awsvpc,
+whose network the agent sets up first) with desiredStatus RUNNING; from then on its
+lastStatus moves as the instance's agent reports (``task_reports.py``).
+
+Launch types: EC2 (the default) and EXTERNAL both place on the cluster's registered
+instances, since every Dockyard host is one the user runs. FARGATE (and
+MANAGED_INSTANCES, capacity provider strategies) are refused until the Fargate pool
+exists, rather than placed somewhere they were not asked to go.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dockyard.api.awsjson import Params
+from dockyard.api.context import RequestContext
+from dockyard.api.errors import ClientException, InvalidParameterException
+from dockyard.api.pagination import decode_token, encode_token, page_size
+from dockyard.ecs import arns
+from dockyard.ecs.clusters import find_cluster
+from dockyard.ecs.container_instances import (
+    TARGET_TYPE,
+    agent_connected,
+    find_container_instance,
+    instance_arn,
+)
+from dockyard.ecs.registry import ECS
+from dockyard.ecs.simple_placement import (
+    Candidate,
+    Failure,
+    choose_instances,
+    container_size,
+    refusal,
+    task_demand,
+)
+from dockyard.ecs.task_definitions import find_task_definition
+from dockyard.ecs.task_lifecycle import stop
+from dockyard.ecs.task_shapes import RunRequest, run_request, task_to_wire
+from dockyard.store.models import Cluster, ContainerInstance, Resources, Task, TaskDefinition
+from dockyard.store.tasks import remaining_resources, take
+
+PLACEMENT_ATTEMPTS = 5  # a concurrent placement took what we chose: look again
+_TASK_ID = "0123456789abcdef"
+_rng = random.SystemRandom()
+
+
+@ECS.operation("RunTask")
+def run_task(ctx: RequestContext, params: Params) -> Params:
+    request = run_request(params)
+    cluster = find_cluster(ctx, request.cluster)
+    launch_type = _launch_type(request)
+    _check_placement_options(request)
+    definition = _runnable(ctx, request)
+    demand = task_demand(definition.document, request.overrides)
+    placed: list[Task] = []
+    failures: list[Failure] = []
+    zones = _zones(ctx, cluster)
+    for attempt in range(PLACEMENT_ATTEMPTS):
+        candidates = [_candidate(ctx, i) for i in ctx.store.tasks.active_instances(cluster.arn)]
+        if not candidates:
+            if attempt == 0:
+                raise InvalidParameterException(
+                    "No Container Instances were found in your cluster."
+                )
+            break  # they went away while we placed: report what the last attempt saw
+        placement = choose_instances(candidates, demand, request.count - len(placed), _rng)
+        new = [
+            _new_task(ctx, cluster, definition, request, arn, demand, launch_type, zones.get(arn))
+            for arn in placement.chosen
+        ]
+        done, raced = ctx.store.tasks.place(new)
+        placed += done
+        failures = list(placement.failures)
+        if not raced:
+            break
+        failures += [_raced(task, reason) for task, reason in raced]
+    return _placed(ctx, request, definition, placed, failures)
+
+
+@ECS.operation("StartTask")
+def start_task(ctx: RequestContext, params: Params) -> Params:
+    """One task on each named instance, with the same checks as RunTask's placement."""
+    request = run_request(params)
+    if not 1 <= len(request.container_instances) <= 10:
+        raise InvalidParameterException("containerInstances must name 1 to 10 instances.")
+    cluster = find_cluster(ctx, request.cluster)
+    _check_placement_options(request)
+    definition = _runnable(ctx, request)
+    demand = task_demand(definition.document, request.overrides)
+    zones = _zones(ctx, cluster)
+    new: list[Task] = []
+    failures: list[Failure] = []
+    left: dict[str, Resources] = {}
+    for reference in request.container_instances:
+        instance = find_container_instance(ctx, cluster, reference)
+        if instance is None or instance.status == "INACTIVE":
+            arn = instance_arn(ctx, cluster, reference) or reference
+            detail = f"{reference} is not registered in cluster {cluster.name}."
+            failures.append(Failure(arn, "MISSING", detail))
+            continue
+        if instance.status != "ACTIVE":
+            detail = f"The instance is {instance.status}: it takes no new tasks."
+            failures.append(Failure(instance.arn, instance.status, detail))
+            continue
+        candidate = _candidate(ctx, instance)
+        have = left.get(instance.arn, candidate.remaining)
+        refused = refusal(candidate, have, demand)
+        if refused is not None:
+            failures.append(refused)
+            continue
+        left[instance.arn] = take(have, demand)
+        zone = zones.get(instance.arn)
+        new.append(_new_task(ctx, cluster, definition, request, instance.arn, demand, "EC2", zone))
+    placed, raced = ctx.store.tasks.place(new)
+    failures += [_raced(task, reason) for task, reason in raced]
+    return _placed(ctx, request, definition, placed, failures)
+
+
+@ECS.operation("StopTask")
+def stop_task(ctx: RequestContext, params: Params) -> Params:
+    """Desired STOPPED; the agent stops the containers and reports. A task no agent has
+    received goes straight to STOPPED."""
+    cluster = find_cluster(ctx, params.get("cluster"))
+    task = find_task(ctx, cluster, params["task"])
+    if task is None:
+        raise InvalidParameterException("The referenced task was not found.")
+    reason = (params.get("reason") or "Task stopped by user")[:255]
+    ctx.store.tasks.update(
+        [task.arn],
+        lambda t: stop(t, reason, "UserInitiated", ctx.now, at_once=t.picked_up_at is None),
+    )
+    if task.container_instance_arn:
+        ctx.agents.notify([task.container_instance_arn])
+    stopped = ctx.store.tasks.get(task.arn) or task
+    return {"task": task_to_wire(stopped)}
+
+
+@ECS.operation("DescribeTasks")
+def describe_tasks(ctx: RequestContext, params: Params) -> Params:
+    cluster = find_cluster(ctx, params.get("cluster"))
+    references = params["tasks"]
+    if len(references) > 100:
+        raise InvalidParameterException("tasks can name at most 100 tasks.")
+    wanted = {ref: task_arn(ctx, cluster, ref) for ref in references}
+    found = ctx.store.tasks.get_many(arn for arn in wanted.values() if arn)
+    tags = "TAGS" in (params.get("include") or [])
+    result, failures = [], []
+    for reference, arn in wanted.items():
+        task = found.get(arn) if arn else None
+        if task is None or task.cluster_arn != cluster.arn:
+            failures.append({"arn": arn or reference, "reason": "MISSING"})
+            continue
+        result.append(task_to_wire(task, ctx.store.get_tags(task.arn) if tags else None))
+    return {"tasks": result, "failures": failures}
+
+
+@ECS.operation("ListTasks")
+def list_tasks(ctx: RequestContext, params: Params) -> Params:
+    cluster = find_cluster(ctx, params.get("cluster"))
+    instance = None
+    if params.get("containerInstance"):
+        instance = instance_arn(ctx, cluster, params["containerInstance"])
+        if instance is None:
+            raise InvalidParameterException(
+                f"containerInstance {params['containerInstance']} is not an instance of "
+                f"cluster {cluster.name}."
+            )
+    service = params.get("serviceName")
+    page = ctx.store.tasks.list_tasks(
+        cluster.arn,
+        container_instance=instance,
+        family=params.get("family"),
+        started_by=params.get("startedBy"),
+        group=f"service:{service}" if service else None,
+        desired_status=params.get("desiredStatus") or "RUNNING",
+        launch_type=params.get("launchType"),
+        after=decode_token(params.get("nextToken")),
+        limit=page_size(params.get("maxResults")),
+    )
+    result: Params = {"taskArns": [t.arn for t in page.items]}
+    if page.next_key:
+        result["nextToken"] = encode_token(page.next_key)
+    return result
+
+
+def task_arn(ctx: RequestContext, cluster: Cluster, reference: str) -> str | None:
+    """The ARN a task ID or ARN (new ``task/CLUSTER/ID`` or old ``task/ID`` form)
+    stands for in ``cluster``; None when it cannot name one of its tasks."""
+    if reference.startswith("arn:"):
+        arn = arns.parse(reference)
+        if arn is None or arn.kind != "task":
+            return None
+        if (arn.account_id, arn.region) != (ctx.account_id, ctx.region):
+            return None
+        cluster_name, _, reference = arn.resource.rpartition("/")
+        if cluster_name and cluster_name != cluster.name:
+            return None
+    if len(reference) != 32 or not set(reference) <= set(_TASK_ID):
+        return None
+    return arns.make(ctx, "task", f"{cluster.name}/{reference}")
+
+
+def find_task(ctx: RequestContext, cluster: Cluster, reference: str) -> Task | None:
+    arn = task_arn(ctx, cluster, reference)
+    task = ctx.store.tasks.get(arn) if arn else None
+    return task if task is not None and task.cluster_arn == cluster.arn else None
+
+
+# Checks
+
+
+def _launch_type(request: RunRequest) -> str:
+    if request.capacity_provider_strategy:
+        raise InvalidParameterException(
+            "capacityProviderStrategy is not supported yet; use launchType EC2 or EXTERNAL."
+        )
+    launch_type = request.launch_type or "EC2"
+    if launch_type not in ("EC2", "EXTERNAL"):
+        raise InvalidParameterException(
+            f"launchType {launch_type} is not supported yet; tasks run on the cluster's "
+            "container instances with launchType EC2 or EXTERNAL."
+        )
+    return launch_type
+
+
+def _check_placement_options(request: RunRequest) -> None:
+    """Constraints bind, so ignoring them would be wrong; until the placement engine
+    arrives they are refused. Of the strategies, only random (our behaviour) is taken."""
+    if request.placement_constraints:
+        raise InvalidParameterException("placementConstraints are not supported yet.")
+    for strategy in request.placement_strategy:
+        if strategy.get("type") != "random":
+            raise InvalidParameterException(
+                f"placementStrategy {strategy.get('type')} is not supported yet; "
+                "tasks are placed at random among the instances that fit."
+            )
+
+
+def _runnable(ctx: RequestContext, request: RunRequest) -> TaskDefinition:
+    definition = find_task_definition(ctx, request.task_definition)
+    if definition.status != "ACTIVE":
+        raise ClientException(
+            f"TaskDefinition {definition.family}:{definition.revision} is inactive; "
+            "register a new revision to run it."
+        )
+    if definition.document.get("placementConstraints"):
+        raise InvalidParameterException(
+            "The task definition has placementConstraints, which are not supported yet."
+        )
+    names = {c["name"] for c in definition.document["containerDefinitions"]}
+    for override in request.overrides.containers:
+        if override.name not in names:
+            raise InvalidParameterException(
+                f"Override for container named {override.name} is not a container in the "
+                "TaskDefinition."
+            )
+    if request.propagate_tags == "SERVICE":
+        raise InvalidParameterException(
+            "propagateTags SERVICE applies to tasks started by a service; a standalone task "
+            "can propagate TASK_DEFINITION tags or NONE."
+        )
+    return definition
+
+
+# Building tasks
+
+
+def _zones(ctx: RequestContext, cluster: Cluster) -> dict[str, str]:
+    """Each instance's availability zone (its ecs.availability-zone attribute)."""
+    attributes = ctx.store.list_attributes(
+        cluster.arn, target_type=TARGET_TYPE, name="ecs.availability-zone"
+    )
+    return {a.target_id: a.value for a in attributes if a.value}
+
+
+def _candidate(ctx: RequestContext, instance: ContainerInstance) -> Candidate:
+    return Candidate(
+        arn=instance.arn,
+        ec2_instance_id=instance.ec2_instance_id,
+        remaining=remaining_resources(instance.document),
+        connected=agent_connected(instance, ctx.now, ctx.agents.timeout),
+    )
+
+
+def _new_task(
+    ctx: RequestContext,
+    cluster: Cluster,
+    definition: TaskDefinition,
+    request: RunRequest,
+    instance_arn: str,
+    demand: Resources,
+    launch_type: str,
+    zone: str | None,
+) -> Task:
+    task_id = uuid.uuid4().hex
+    doc = definition.document
+    containers = []
+    for container in doc["containerDefinitions"]:
+        size = container_size(container, request.overrides)
+        entry: dict[str, Any] = {
+            "containerArn": arns.make(ctx, "container", f"{cluster.name}/{task_id}/{uuid.uuid4()}"),
+            "name": container["name"],
+            "image": container["image"],
+            "lastStatus": "PENDING",
+            "networkBindings": [],
+            "cpu": str(size.cpu),
+            "essential": container.get("essential", True),
+            "hasHealthCheck": bool(container.get("healthCheck")),
+        }
+        if size.memory is not None:
+            entry["memory"] = str(size.memory)
+        if size.reservation is not None:
+            entry["memoryReservation"] = str(size.reservation)
+        containers.append(entry)
+    document: dict[str, Any] = {
+        "containers": containers,
+        "overrides": _overrides_echo(doc["containerDefinitions"], request.overrides.wire),
+        "cpu": str(demand.cpu),
+        "memory": str(demand.memory),
+        "version": 1,
+        "enableExecuteCommand": request.enable_execute_command,
+    }
+    if zone:
+        document["availabilityZone"] = zone
+    awsvpc = doc.get("networkMode") == "awsvpc"
+    return Task(
+        arn=arns.make(ctx, "task", f"{cluster.name}/{task_id}"),
+        cluster_arn=cluster.arn,
+        task_definition_arn=definition.arn,
+        container_instance_arn=instance_arn,
+        family=definition.family,
+        group=request.group or f"family:{definition.family}",
+        started_by=request.started_by,
+        launch_type=launch_type,
+        last_status="PROVISIONING" if awsvpc else "PENDING",
+        desired_status="RUNNING",
+        created_at=ctx.now,
+        resources=demand,
+        document=document,
+    )
+
+
+def _overrides_echo(
+    containers: Sequence[Mapping[str, Any]], wire: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Overrides as ECS echoes them: an entry for every container, named."""
+    given = {o["name"]: o for o in wire.get("containerOverrides") or []}
+    echo = {k: v for k, v in wire.items() if k != "containerOverrides"}
+    echo["containerOverrides"] = [given.get(c["name"], {"name": c["name"]}) for c in containers]
+    echo.setdefault("inferenceAcceleratorOverrides", [])
+    return echo
+
+
+def _placed(
+    ctx: RequestContext,
+    request: RunRequest,
+    definition: TaskDefinition,
+    placed: Sequence[Task],
+    failures: Sequence[Failure],
+) -> Params:
+    tags = dict(request.tags)
+    if request.propagate_tags == "TASK_DEFINITION":
+        tags = {**ctx.store.get_tags(definition.arn), **tags}
+    for task in placed:
+        ctx.store.put_tags(task.arn, tags)
+    ctx.agents.notify({t.container_instance_arn for t in placed if t.container_instance_arn})
+    unique = {(f.arn, f.reason): f for f in failures}
+    return {
+        "tasks": [task_to_wire(t, tags if tags else None) for t in placed],
+        "failures": [
+            {"arn": f.arn, "reason": f.reason, "detail": f.detail} for f in unique.values()
+        ],
+    }
+
+
+def _raced(task: Task, reason: str) -> Failure:
+    """A choice the store refused: the instance changed after placement looked at it."""
+    if reason == "INACTIVE":
+        detail = "The instance stopped taking tasks (deregistered or DRAINING) meanwhile."
+    else:
+        detail = "A concurrent placement took the resources this task was to use."
+    return Failure(task.container_instance_arn or "", reason, detail)
