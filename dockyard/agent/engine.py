@@ -28,16 +28,15 @@ from dockyard.agent.config import AgentConfig, credentials_for
 from dockyard.agent.runtime import ContainerRuntime, EngineError, RegistryAuth, RuntimeEvent
 from dockyard.agent.state import PulledImages, StateStore
 from dockyard.agent.status import StopCode, TaskStatus
-from dockyard.agent.task_runner import (
+from dockyard.agent.steps import (
     TASK_ARN_LABEL,
     AuthFor,
     BuildSpec,
     Reporter,
     RunnerContext,
-    TaskRunner,
     Volumes,
-    new_record,
 )
+from dockyard.agent.task_runner import TaskRunner, new_record
 
 log = logging.getLogger(__name__)
 

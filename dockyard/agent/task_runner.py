@@ -4,93 +4,33 @@ The loop settles (asks ``next_action`` for every idle container and starts what 
 says), saves and reports what changed, then waits for one message: a step's outcome,
 a runtime event, a stop request, or, after ``poll_interval`` of silence, a tick that
 re-inspects the containers (events can be lost; dependency timeouts need a clock).
-Runtime calls block, so each step runs in a thread and posts its outcome back to the
-loop; a container has at most one step in flight.
+Runtime calls block, so each step runs as its own asyncio task (steps.py, in threads)
+and posts its outcome back to the loop; a container has at most one step in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from dockyard.agent.assignment import Assignment, ContainerDef, ContainerReport, TaskReport
-from dockyard.agent.config import AgentConfig, ImagePullBehavior
-from dockyard.agent.runtime import (
-    ContainerNotFound,
-    ContainerRuntime,
-    ContainerSpec,
-    ContainerState,
-    EngineError,
-    ImagePullError,
-    RegistryAuth,
-    RuntimeEvent,
-)
-from dockyard.agent.state import ContainerRecord, PulledImages, StateStore, TaskRecord
+from dockyard.agent.runtime import ContainerNotFound, ContainerState, EngineError, RuntimeEvent
+from dockyard.agent.state import ContainerRecord, TaskRecord
 from dockyard.agent.status import ContainerStatus, HealthStatus, StopCode, TaskStatus, advance
+from dockyard.agent.steps import (
+    CONTAINER_NAME_LABEL,
+    TASK_ARN_LABEL,
+    Outcome,
+    RunnerContext,
+    TaskSteps,
+    observe,
+)
 from dockyard.agent.transitions import ContainerView, Step, TaskView, next_action, task_status
 
 log = logging.getLogger(__name__)
-
-BuildSpec = Callable[[Assignment, str, Mapping[str, str]], ContainerSpec]
-Reporter = Callable[[TaskReport], None]
-AuthFor = Callable[[str], RegistryAuth | None]
-
-
-class VolumeSpec(Protocol):
-    """A Docker volume a task needs (docker_spec.VolumeSpec is one)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def driver(self) -> str: ...
-    @property
-    def options(self) -> Mapping[str, str]: ...
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-    @property
-    def task_scoped(self) -> bool: ...
-
-
-Volumes = Callable[[Assignment], Iterable[VolumeSpec]]
-
-TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"
-CONTAINER_NAME_LABEL = "com.amazonaws.ecs.container-name"
-OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
-_FAILURE_PREFIX = {
-    Step.PULL: "CannotPullContainerError",
-    Step.CREATE: "CannotCreateContainerError",
-    Step.START: "CannotStartContainerError",
-    Step.STOP: "CannotStopContainerError",
-}
-
-
-@dataclass(frozen=True)
-class RunnerContext:
-    """What every task's runner shares with the engine."""
-
-    runtime: ContainerRuntime
-    build_spec: BuildSpec
-    reporter: Reporter
-    state: StateStore
-    clock: Callable[[], float]
-    config: AgentConfig
-    auth_for: AuthFor
-    pulled_images: PulledImages  # for ECS_IMAGE_PULL_BEHAVIOR=once
-    volumes: Volumes  # the Docker volumes a task needs before its containers
-    poll_interval: float
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    name: str
-    step: Step
-    runtime_id: str | None = None
-    state: ContainerState | None = None
-    error: str | None = None
-    missing: bool = False  # the runtime has no such container any more
 
 
 @dataclass(frozen=True)
@@ -110,53 +50,18 @@ def new_record(assignment: Assignment) -> TaskRecord:
     )
 
 
-def observe(record: ContainerRecord, state: ContainerState, now: float) -> ContainerRecord:
-    """``record`` updated from what the runtime says (known status only moves forward)."""
-    seen = ContainerStatus.from_runtime(state.status)
-    known = advance(record.known, seen)
-    ran = seen is ContainerStatus.RUNNING or state.started_at is not None
-    started_at = record.started_at if record.started_at is not None else (now if ran else None)
-    reason = record.reason
-    if state.oom_killed:
-        reason = OOM_REASON
-    elif known is ContainerStatus.STOPPED and started_at is None and state.error:
-        reason = state.error
-    bindings = record.network_bindings
-    if seen is ContainerStatus.RUNNING:
-        bindings = tuple(
-            {
-                "bindIP": p.host_ip,
-                "containerPort": p.container_port,
-                "hostPort": p.host_port,
-                "protocol": p.protocol,
-            }
-            for p in state.ports
-        )
-    return replace(
-        record,
-        runtime_id=state.id,
-        known=known,
-        started_at=started_at if known >= ContainerStatus.RUNNING else None,
-        exit_code=state.exit_code if known is ContainerStatus.STOPPED else None,
-        health=state.health,
-        reason=reason,
-        network_bindings=bindings,
-    )
-
-
 class TaskRunner:
     def __init__(self, record: TaskRecord, context: RunnerContext) -> None:
         self._record = record
         self._ctx = context
         self._defs: dict[str, ContainerDef] = {d.name: d for d in record.assignment.containers}
-        self._inbox: asyncio.Queue[_Outcome | _StopRequest | RuntimeEvent] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Outcome | _StopRequest | RuntimeEvent] = asyncio.Queue()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._cooling: set[str] = set()  # failed a stop; retried at the next tick
         self._saved: TaskRecord | None = None
         self._last_wire: dict[str, Any] | None = None
-        self._volumes_lock = asyncio.Lock()
         self._next_tick = 0.0  # loop time of the next periodic inspection
-        self._volumes_ready = False
+        self._steps = TaskSteps(context, record.assignment)
 
     @property
     def record(self) -> TaskRecord:
@@ -291,7 +196,9 @@ class TaskRunner:
     async def _next_message(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            message = await asyncio.wait_for(self._inbox.get(), self._next_tick - loop.time())
+            # Not wait_for: in 3.11 it can swallow a cancellation that races with get().
+            async with asyncio.timeout_at(self._next_tick):
+                message = await self._inbox.get()
         except TimeoutError:
             # A tick: by time, not silence, so a chatty health check can't starve it.
             self._next_tick = loop.time() + self._ctx.poll_interval
@@ -304,10 +211,10 @@ class TaskRunner:
         while not self._inbox.empty():
             await self._handle(self._inbox.get_nowait())
 
-    async def _handle(self, message: _Outcome | _StopRequest | RuntimeEvent) -> None:
+    async def _handle(self, message: Outcome | _StopRequest | RuntimeEvent) -> None:
         if isinstance(message, _StopRequest):
             self._desire_stop(message.stop_code, message.reason)
-        elif isinstance(message, _Outcome):
+        elif isinstance(message, Outcome):
             self._inflight.pop(message.name, None)
             self._apply(message)
         else:
@@ -353,7 +260,7 @@ class TaskRunner:
                 self._record, desired=TaskStatus.STOPPED, stop_code=stop_code, stopped_reason=reason
             )
 
-    def _apply(self, outcome: _Outcome) -> None:
+    def _apply(self, outcome: Outcome) -> None:
         c = self._record.container(outcome.name)
         now = self._ctx.clock()
         if outcome.step is Step.PULL:
@@ -400,85 +307,14 @@ class TaskRunner:
             return
         self._observe(name, state)
 
-    # Steps (threads; they only return outcomes) ------------------------------------
+    # Steps -------------------------------------------------------------------------
 
     def _launch(self, name: str, step: Step) -> None:
         if step is Step.PULL and self._record.pull_started_at is None:
             self._record = replace(self._record, pull_started_at=self._ctx.clock())
-        self._inflight[name] = asyncio.create_task(self._perform(name, step))
+        created = {c.name: c.runtime_id for c in self._record.containers if c.runtime_id}
+        work = self._steps.perform(name, step, self._record.container(name).runtime_id, created)
+        self._inflight[name] = asyncio.create_task(self._deliver(work))
 
-    async def _perform(self, name: str, step: Step) -> None:
-        try:
-            outcome = await self._step(name, step)
-        except ContainerNotFound as error:
-            outcome = _Outcome(name, step, error=error.reason, missing=True)
-        except EngineError as error:
-            outcome = _Outcome(name, step, error=error.reason)
-        except Exception as error:  # a bug or a bad spec must not leave the task hanging
-            log.exception("%s of %s in %s failed", step, name, self._record.task_arn)
-            outcome = _Outcome(name, step, error=f"{_FAILURE_PREFIX[step]}: {error}")
-        self._inbox.put_nowait(outcome)
-
-    async def _step(self, name: str, step: Step) -> _Outcome:
-        runtime, definition = self._ctx.runtime, self._defs[name]
-        runtime_id = self._record.container(name).runtime_id or ""
-        if step is Step.PULL:
-            if definition.internal:  # the pause image: whatever the spec names, if missing
-                image = self._ctx.build_spec(self._record.assignment, name, {}).image
-                await self._pull(image, ImagePullBehavior.PREFER_CACHED)
-            else:
-                await self._pull(definition.image, self._ctx.config.image_pull_behavior)
-            return _Outcome(name, step)
-        if step is Step.CREATE:
-            await self._create_volumes()
-            created = {c.name: c.runtime_id for c in self._record.containers if c.runtime_id}
-            spec = self._ctx.build_spec(self._record.assignment, name, created)
-            return _Outcome(name, step, runtime_id=await asyncio.to_thread(runtime.create, spec))
-        if step is Step.START:
-            timeout = self._ctx.config.container_start_timeout.total_seconds()
-            try:
-                await asyncio.wait_for(asyncio.to_thread(runtime.start, runtime_id), timeout)
-            except TimeoutError:
-                raise EngineError(
-                    f"CannotStartContainerError: the engine did not start it within {timeout:g} "
-                    "seconds (ECS_CONTAINER_START_TIMEOUT)"
-                ) from None
-        else:  # STOP: SIGTERM, then SIGKILL after stopTimeout
-            timeout = definition.stop_timeout or (
-                self._ctx.config.container_stop_timeout.total_seconds()
-            )
-            await asyncio.to_thread(runtime.stop, runtime_id, timeout)
-        return _Outcome(name, step, state=await asyncio.to_thread(runtime.inspect, runtime_id))
-
-    async def _create_volumes(self) -> None:
-        """The task's Docker volumes, before its first container (creating one that
-        exists is harmless, so a restarted agent may do it again)."""
-        async with self._volumes_lock:
-            if self._volumes_ready:
-                return
-            for volume in self._ctx.volumes(self._record.assignment):
-                await asyncio.to_thread(
-                    self._ctx.runtime.create_volume,
-                    volume.name,
-                    volume.driver,
-                    volume.options,
-                    volume.labels,
-                )
-            self._volumes_ready = True
-
-    async def _pull(self, image: str, behavior: ImagePullBehavior) -> None:
-        """ECS_IMAGE_PULL_BEHAVIOR: when to pull, and whether a cached image may stand in."""
-        runtime = self._ctx.runtime
-        cached = await asyncio.to_thread(runtime.has_image, image)
-        if cached and behavior is ImagePullBehavior.PREFER_CACHED:
-            return
-        if cached and behavior is ImagePullBehavior.ONCE and image in self._ctx.pulled_images:
-            return
-        try:
-            await asyncio.to_thread(runtime.pull, image, self._ctx.auth_for(image))
-        except ImagePullError as error:
-            if not (cached and behavior is ImagePullBehavior.DEFAULT):
-                raise
-            log.warning("pull of %s failed, using the cached image: %s", image, error.reason)
-            return
-        self._ctx.pulled_images.add(image)
+    async def _deliver(self, work: Awaitable[Outcome]) -> None:
+        self._inbox.put_nowait(await work)
