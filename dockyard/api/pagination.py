@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 from dockyard.api.errors import AwsError, InvalidParameterException
 
@@ -27,6 +28,14 @@ def decode_token(
     if not text.startswith("v1:"):
         raise error("Invalid nextToken: pass the nextToken value from a previous response.")
     return text[3:]
+
+
+def listing(member: str, items: list[Any], next_key: str | None) -> dict[str, Any]:
+    """A List* answer: ``items`` under ``member``, and a nextToken when more follow."""
+    result: dict[str, Any] = {member: items}
+    if next_key is not None:
+        result["nextToken"] = encode_token(next_key)
+    return result
 
 
 def page_size(max_results: int | None, default: int = 100, ceiling: int = 100) -> int:

@@ -15,7 +15,7 @@ from dockyard.api.errors import (
     ClusterNotFoundException,
     InvalidParameterException,
 )
-from dockyard.api.pagination import decode_token, encode_token, page_size
+from dockyard.api.pagination import decode_token, listing, page_size
 from dockyard.ecs import arns, shapes
 from dockyard.ecs.registry import ECS
 from dockyard.store.models import Cluster
@@ -120,10 +120,7 @@ def list_clusters(ctx: RequestContext, params: Params) -> Params:
         after=decode_token(params.get("nextToken")),
         limit=page_size(params.get("maxResults")),
     )
-    result: Params = {"clusterArns": [c.arn for c in page.items]}
-    if page.next_key:
-        result["nextToken"] = encode_token(page.next_key)
-    return result
+    return listing("clusterArns", [c.arn for c in page.items], page.next_key)
 
 
 @ECS.operation("DeleteCluster")

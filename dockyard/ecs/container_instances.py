@@ -24,7 +24,7 @@ from dataclasses import replace
 from dockyard.api.awsjson import Params
 from dockyard.api.context import RequestContext
 from dockyard.api.errors import ClientException, InvalidParameterException
-from dockyard.api.pagination import decode_token, encode_token, page_size
+from dockyard.api.pagination import decode_token, listing, page_size
 from dockyard.ecs import arns, shapes
 from dockyard.ecs.clusters import find_cluster
 from dockyard.ecs.registry import ECS
@@ -265,10 +265,7 @@ def list_container_instances(ctx: RequestContext, params: Params) -> Params:
         after=decode_token(params.get("nextToken")),
         limit=page_size(params.get("maxResults")),
     )
-    result: Params = {"containerInstanceArns": [i.arn for i in page.items]}
-    if page.next_key:
-        result["nextToken"] = encode_token(page.next_key)
-    return result
+    return listing("containerInstanceArns", [i.arn for i in page.items], page.next_key)
 
 
 @ECS.operation("UpdateContainerInstancesState")

@@ -7,7 +7,7 @@ import re
 from dockyard.api.awsjson import Params
 from dockyard.api.context import RequestContext
 from dockyard.api.errors import ClientException, InvalidParameterException
-from dockyard.api.pagination import decode_token, encode_token, page_size
+from dockyard.api.pagination import decode_token, listing, page_size
 from dockyard.ecs import arns, shapes
 from dockyard.ecs.capabilities import required_attributes
 from dockyard.ecs.registry import ECS
@@ -103,10 +103,7 @@ def list_task_definitions(ctx: RequestContext, params: Params) -> Params:
         after=after_key,
         limit=page_size(params.get("maxResults")),
     )
-    result: Params = {"taskDefinitionArns": [d.arn for d in page.items]}
-    if page.next_key:
-        result["nextToken"] = encode_token(page.next_key)
-    return result
+    return listing("taskDefinitionArns", [d.arn for d in page.items], page.next_key)
 
 
 @ECS.operation("ListTaskDefinitionFamilies")
@@ -120,10 +117,7 @@ def list_task_definition_families(ctx: RequestContext, params: Params) -> Params
         after=decode_token(params.get("nextToken")),
         limit=page_size(params.get("maxResults")),
     )
-    result: Params = {"families": list(page.items)}
-    if page.next_key:
-        result["nextToken"] = encode_token(page.next_key)
-    return result
+    return listing("families", list(page.items), page.next_key)
 
 
 @ECS.operation("DeregisterTaskDefinition")

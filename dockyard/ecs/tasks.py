@@ -20,7 +20,7 @@ from typing import Any
 from dockyard.api.awsjson import Params
 from dockyard.api.context import RequestContext
 from dockyard.api.errors import ClientException, InvalidParameterException
-from dockyard.api.pagination import decode_token, encode_token, page_size
+from dockyard.api.pagination import decode_token, listing, page_size
 from dockyard.ecs import arns
 from dockyard.ecs.clusters import find_cluster
 from dockyard.ecs.container_instances import (
@@ -182,10 +182,7 @@ def list_tasks(ctx: RequestContext, params: Params) -> Params:
         after=decode_token(params.get("nextToken")),
         limit=page_size(params.get("maxResults")),
     )
-    result: Params = {"taskArns": [t.arn for t in page.items]}
-    if page.next_key:
-        result["nextToken"] = encode_token(page.next_key)
-    return result
+    return listing("taskArns", [t.arn for t in page.items], page.next_key)
 
 
 def task_arn(ctx: RequestContext, cluster: Cluster, reference: str) -> str | None:
