@@ -19,7 +19,7 @@ from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import check_digest, check_name, check_tag, is_digest
 from dockyard.registry.service import Registry
 from dockyard.store.models import Image, Repository
-from dockyard.store.registry import TagConflict
+from dockyard.store.registry import MissingBlobs, TagConflict
 
 T = TypeVar("T")
 MAX_TAGS_PAGE = 1000
@@ -125,8 +125,16 @@ def put_manifest(
     )
     edges = [(child.digest, child.kind) for child in manifest.references]
     immutable = tag is not None and tag_is_immutable(repository, tag)
+    required = [c.digest for c in manifest.references if c.kind == "blob" and not c.external]
     try:
-        retry_on_conflict(lambda: registry.store.put_image(image, edges, tag, immutable))
+        retry_on_conflict(lambda: registry.store.put_image(image, edges, tag, immutable, required))
+    except MissingBlobs as missing:
+        raise RegistryError(
+            "MANIFEST_BLOB_UNKNOWN",
+            f"the manifest refers to blob {missing.digests[0]}, which is not in "
+            f"repository '{repository.name}'",
+            {"digest": missing.digests[0]},
+        ) from None
     except TagConflict:
         raise RegistryError(
             "TAG_INVALID",

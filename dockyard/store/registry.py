@@ -34,6 +34,14 @@ class TagConflict(Exception):
         self.digest = digest
 
 
+class MissingBlobs(Exception):
+    """Blobs a manifest needs have no record (any more)."""
+
+    def __init__(self, digests: list[str]) -> None:
+        super().__init__(", ".join(digests))
+        self.digests = digests
+
+
 class RegistryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -115,15 +123,29 @@ class RegistryStore:
         references: Iterable[tuple[str, str]],
         tag: str | None,
         immutable_tag: bool = False,
+        required_blobs: Iterable[str] = (),
     ) -> str | None:
         """Store a manifest (idempotent) and point ``tag`` at it.
 
         ``references`` are (child digest, "blob" | "manifest") edges. Returns the digest
         the tag pointed at before, if any. Raises TagConflict when ``immutable_tag`` and
-        the tag already names another digest; nothing is stored then.
+        the tag already names another digest, and MissingBlobs when a ``required_blobs``
+        record is gone (garbage collection got there first); nothing is stored then.
         """
         i, t = images.c, image_tags.c
         with db.transaction(self.engine, write=True) as conn:
+            required = set(required_blobs)
+            if required:
+                # FOR SHARE: a concurrent forget_blob waits for this manifest's edges.
+                present = set(
+                    conn.scalars(
+                        select(blobs.c.digest)
+                        .where(blobs.c.digest.in_(required))
+                        .with_for_update(read=True)
+                    )
+                )
+                if required - present:
+                    raise MissingBlobs(sorted(required - present))
             previous = None
             if tag is not None:
                 previous = conn.scalar(
@@ -345,14 +367,13 @@ class RegistryStore:
         """
         b, r = blobs.c, image_references.c
         with db.transaction(self.engine, write=True) as conn:
-            still_free = conn.scalar(
-                select(func.count()).where(
-                    b.digest == digest,
-                    b.created_at < created_before,
-                    ~exists().where(r.child_digest == digest),
-                )
+            old = conn.scalar(
+                select(b.digest)
+                .where(b.digest == digest, b.created_at < created_before)
+                .with_for_update()
             )
-            if not still_free:
+            # Checked after taking the row lock, so a manifest put meanwhile is seen.
+            if old is None or conn.scalar(select(func.count()).where(r.child_digest == digest)):
                 return False
             conn.execute(delete(repository_blobs).where(repository_blobs.c.digest == digest))
             conn.execute(delete(blobs).where(b.digest == digest))
