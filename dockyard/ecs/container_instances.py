@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from dockyard.api.awsjson import Params
@@ -29,6 +30,7 @@ from dockyard.ecs import arns, shapes
 from dockyard.ecs.clusters import find_cluster
 from dockyard.ecs.registry import ECS
 from dockyard.ecs.task_lifecycle import stop
+from dockyard.scheduler import query
 from dockyard.store.models import Attribute, Cluster, ContainerInstance
 
 TARGET_TYPE = "container-instance"
@@ -252,20 +254,89 @@ def describe_container_instances(ctx: RequestContext, params: Params) -> Params:
 
 @ECS.operation("ListContainerInstances")
 def list_container_instances(ctx: RequestContext, params: Params) -> Params:
-    """Every instance but INACTIVE ones, or those with ``status``."""
+    """Every instance but INACTIVE ones, or those with ``status``; with ``filter``, only
+    those its cluster query language expression selects."""
     cluster = find_cluster(ctx, params.get("cluster"))
+    after = decode_token(params.get("nextToken"))
+    limit = page_size(params.get("maxResults"))
     if params.get("filter"):
-        raise InvalidParameterException(
-            "The filter parameter (cluster query language) is not supported yet; "
-            "list without it, or with status."
-        )
+        expression = _filter_expression(params["filter"])
+        arns, next_key = _filtered(ctx, cluster, expression, params.get("status"), after, limit)
+        return listing("containerInstanceArns", arns, next_key)
     page = ctx.store.list_container_instances(
-        cluster.arn,
-        status=params.get("status"),
-        after=decode_token(params.get("nextToken")),
-        limit=page_size(params.get("maxResults")),
+        cluster.arn, status=params.get("status"), after=after, limit=limit
     )
     return listing("containerInstanceArns", [i.arn for i in page.items], page.next_key)
+
+
+_FILTER_SCAN = 500  # instances read from the store at a time while filtering
+
+
+def _filter_expression(text: str) -> query.Expression:
+    try:
+        return query.parse(text)
+    except query.QuerySyntaxError as error:
+        raise InvalidParameterException(
+            f"Invalid filter expression at position {error.position}: {error.message}"
+        ) from None
+
+
+def _filtered(
+    ctx: RequestContext,
+    cluster: Cluster,
+    expression: query.Expression,
+    status: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[str], str | None]:
+    """Up to ``limit`` ARNs, in ARN order after ``after``, of the instances
+    ``expression`` selects, and the key to go on from when another one follows."""
+    attributes: dict[str, dict[str, str | None]] = {}
+    for a in ctx.store.list_attributes(cluster.arn, target_type=TARGET_TYPE):
+        attributes.setdefault(a.target_id, {})[a.name] = a.value
+    found: list[str] = []
+    while True:
+        page = ctx.store.list_container_instances(
+            cluster.arn, status=status, after=after, limit=_FILTER_SCAN
+        )
+        facts = _query_facts(ctx, page.items, attributes, expression.subjects)
+        for instance, subject in zip(page.items, facts, strict=True):
+            if expression.matches(subject):
+                if len(found) == limit:
+                    return found, found[-1]
+                found.append(instance.arn)
+        if page.next_key is None:
+            return found, None
+        after = page.next_key
+
+
+def _query_facts(
+    ctx: RequestContext,
+    instances: Sequence[ContainerInstance],
+    attributes: Mapping[str, Mapping[str, str | None]],
+    subjects: frozenset[str],
+) -> list[query.InstanceFacts]:
+    """What the cluster query language reads of each instance; task state only when the
+    expression reads it (task:group costs a query per instance)."""
+    arns = [i.arn for i in instances]
+    counts = ctx.store.tasks.counts(arns) if "runningTasksCount" in subjects else {}
+    groups: dict[str, frozenset[str]] = {}
+    if "task:group" in subjects:
+        groups = {
+            a: frozenset(t.group for t in ctx.store.tasks.on_instance(a) if t.group) for a in arns
+        }
+    return [
+        query.InstanceFacts(
+            agent_connected=agent_connected(i, ctx.now, ctx.agents.timeout),
+            agent_version=str(i.document.get("versionInfo", {}).get("agentVersion") or ""),
+            ec2_instance_id=i.ec2_instance_id,
+            registered_at=i.registered_at,
+            running_tasks_count=counts.get(i.arn, (0, 0))[0],
+            task_groups=groups.get(i.arn, frozenset()),
+            attributes=attributes.get(i.arn, {}),
+        )
+        for i in instances
+    ]
 
 
 @ECS.operation("UpdateContainerInstancesState")

@@ -299,7 +299,7 @@ def test_list_pages_and_filters(ecs: Any) -> None:
     assert sum(len(p["containerInstanceArns"]) for p in pages) == 5
 
     refused: list[tuple[dict[str, Any], str]] = [
-        ({"filter": "attribute:ecs.os-type == linux"}, "InvalidParameterException"),
+        ({"filter": "attribute:ecs.os-type = linux"}, "InvalidParameterException"),
         ({"maxResults": 101}, "InvalidParameterException"),
         ({"nextToken": "forged"}, "InvalidParameterException"),
         ({"cluster": "ghost"}, "ClusterNotFoundException"),

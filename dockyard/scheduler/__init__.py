@@ -1,0 +1,1 @@
+"""Placement: where tasks go, and the cluster query language that selects instances."""
