@@ -23,6 +23,13 @@ from dockyard.agent.status import ContainerStatus, StopCode, TaskStatus
 
 ESSENTIAL_EXITED = "Essential container in task exited"  # ECS's exact stoppedReason
 
+
+def essential_exited(name: str, exit_code: int | None) -> str:
+    """ECS's words, then which container it was (ECS leaves the user to find out)."""
+    code = "" if exit_code is None else f" with exit code {exit_code}"
+    return f"{ESSENTIAL_EXITED}: container '{name}' exited{code}"
+
+
 _NONE, _PULLED, _CREATED, _RUNNING, _STOPPED = ContainerStatus
 
 
@@ -133,7 +140,8 @@ def _after_stop(container: ContainerView) -> Action:
     if not container.essential:
         return Action(Step.NONE)
     if container.started:
-        return Action(Step.STOP_TASK, ESSENTIAL_EXITED, StopCode.ESSENTIAL_CONTAINER_EXITED)
+        reason = essential_exited(container.name, container.exit_code)
+        return Action(Step.STOP_TASK, reason, StopCode.ESSENTIAL_CONTAINER_EXITED)
     reason = container.reason or f"Essential container {container.name} stopped before it started"
     return Action(Step.STOP_TASK, reason, StopCode.TASK_FAILED_TO_START)
 

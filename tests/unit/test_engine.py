@@ -236,7 +236,9 @@ def test_an_essential_container_exiting_stops_the_task(tmp_path: Path) -> None:
         report = await rig.until(assignment.task_arn, TaskStatus.STOPPED)
         await engine.close()
         assert report.stop_code is StopCode.ESSENTIAL_CONTAINER_EXITED
-        assert report.stopped_reason == ESSENTIAL_EXITED
+        assert (
+            report.stopped_reason == f"{ESSENTIAL_EXITED}: container 'web' exited with exit code 3"
+        )
         assert containers_of(report)["web"].exit_code == 3
         assert containers_of(report)["log"].exit_code == 143  # we stopped it: SIGTERM
         assert report.execution_stopped_at == rig.clock.now

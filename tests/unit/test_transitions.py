@@ -225,7 +225,10 @@ CASES = [
     Case(
         "an essential container exited",
         c(known=STOPPED, exit_code=0),
-        stop_task(ESSENTIAL_EXITED, StopCode.ESSENTIAL_CONTAINER_EXITED),
+        stop_task(
+            f"{ESSENTIAL_EXITED}: container 'app' exited with exit code 0",
+            StopCode.ESSENTIAL_CONTAINER_EXITED,
+        ),
     ),
     Case(
         "a non-essential container exited", c(known=STOPPED, exit_code=1, essential=False), STEADY
