@@ -63,6 +63,8 @@ class DockerRuntime:
             os_type=str(info["OSType"]),
             architecture=str(info["Architecture"]),
             logging_drivers=tuple((info.get("Plugins") or {}).get("Log") or ()),
+            cgroup_driver=str(info.get("CgroupDriver") or "") or None,
+            cgroup_version=str(info.get("CgroupVersion") or "") or None,  # API 1.40+
         )
 
     def has_image(self, image: str) -> bool:

@@ -18,10 +18,11 @@ Where a host is not an EC2 instance, these are the choices:
   resolv.conf they share. No pause image can be pulled offline, so unless
   ``SpecOptions.pause_image`` names one, the pause runs the task's first image with
   ``sh -c PAUSE_SCRIPT`` (that image needs a shell; busybox-based ones have one).
-- **Task-level cpu/memory** (ECS_ENABLE_TASK_CPU_MEM_LIMIT): the agent makes a cgroup per
-  task and sets it as every container's cgroup parent; that needs write access to the
-  host's cgroup tree and knowledge of the engine's cgroup driver, which a sandboxed or
-  rootless engine does not give. Instead each container is capped at the task's size: a
+- **Task-level cpu/memory** (ECS_ENABLE_TASK_CPU_MEM_LIMIT): as the ECS agent does, the
+  engine makes a cgroup per task (task_cgroup.py) and every container of the task,
+  the pause container too, gets it as its cgroup parent; ``SpecOptions.cgroup_parent_of``
+  says which tasks have one. Where none could be made (the systemd cgroup driver, a
+  sandboxed or rootless engine), each container is capped at the task's size instead: a
   container without ``memory`` gets the task's memory as its hard limit, and every
   container gets ``nano_cpus`` worth the task's cpu (at most the host's CPUs). No single
   container exceeds the task; together they could, up to one task size each.
@@ -43,7 +44,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -92,6 +93,8 @@ class SpecOptions:
     publish_ip: str = "127.0.0.1"
     pause_image: str | None = None  # None: the task's first image running PAUSE_SCRIPT
     host_cpus: int | None = None  # Docker refuses nano_cpus beyond the host's CPUs
+    # Task id -> the task's cgroup, if the engine made one (task_cgroup.TaskCgroups.parent).
+    cgroup_parent_of: Callable[[str], str | None] | None = None
 
 
 DEFAULT_OPTIONS: Final = SpecOptions()
@@ -121,10 +124,11 @@ def build_spec(
     task's already-created containers to their runtime ids. Raises ``SpecError``."""
     mode = network_mode(assignment)
     reserved = host_ports or {}
+    cgroup_parent = _cgroup_parent(assignment, config, options)
     if container_name == PAUSE_CONTAINER:
         if mode != "awsvpc":
             raise SpecError(f"a pause container is only for awsvpc tasks, not {mode}")
-        return _pause_spec(assignment, config, reserved, options)
+        return _pause_spec(assignment, config, reserved, options, cgroup_parent)
     container = _container_definition(assignment, container_name)
     override = _container_override(assignment.overrides, container_name)
     _refuse_unsupported(container, override, config)
@@ -156,7 +160,7 @@ def build_spec(
         log_options=dict(log.get("options") or {}) if log else {},
         health_check=_health_check(container),
         **_network(container, created, reserved, mode, options),
-        **_resources(assignment, container, override, config, options),
+        **_resources(assignment, container, override, config, options, cgroup_parent),
         **_linux_parameters(container),
     )
 
@@ -249,7 +253,11 @@ def task_size(assignment: Assignment) -> tuple[int | None, int | None]:
 
 
 def _pause_spec(
-    assignment: Assignment, config: AgentConfig, reserved: HostPorts, options: SpecOptions
+    assignment: Assignment,
+    config: AgentConfig,
+    reserved: HostPorts,
+    options: SpecOptions,
+    cgroup_parent: str | None,
 ) -> ContainerSpec:
     containers = assignment.definition["containerDefinitions"]
     own_image = options.pause_image is None
@@ -270,6 +278,7 @@ def _pause_spec(
         ),
         extra_hosts=_unique(extra_hosts),
         dns_servers=_unique(d for c in containers for d in c.get("dnsServers") or ()),
+        cgroup_parent=cgroup_parent,
     )
 
 
@@ -341,13 +350,14 @@ def _resources(
     override: Doc,
     config: AgentConfig,
     options: SpecOptions,
+    cgroup_parent: str | None,
 ) -> dict[str, Any]:
     def pick(key: str) -> Any:
         return override[key] if override.get(key) is not None else container.get(key)
 
     cpu, memory, reservation = pick("cpu") or 0, pick("memory"), pick("memoryReservation")
     nano_cpus = None
-    if config.task_cpu_mem_limit:
+    if config.task_cpu_mem_limit and cgroup_parent is None:  # the fallback: see the top
         task_cpu, task_memory = task_size(assignment)
         if memory is None:
             memory = task_memory
@@ -365,7 +375,14 @@ def _resources(
         "memory_bytes": memory * MIB if memory else None,
         "memory_reservation_bytes": reservation * MIB if reservation else None,
         "nano_cpus": nano_cpus,
+        "cgroup_parent": cgroup_parent,
     }
+
+
+def _cgroup_parent(assignment: Assignment, config: AgentConfig, options: SpecOptions) -> str | None:
+    if not config.task_cpu_mem_limit or options.cgroup_parent_of is None:
+        return None
+    return options.cgroup_parent_of(task_id(assignment.task_arn))
 
 
 def _mounts(assignment: Assignment, container: Doc) -> tuple[Mount, ...]:

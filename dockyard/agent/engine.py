@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 
 from dockyard.agent.assignment import Assignment, AssignmentError, TaskReport
 from dockyard.agent.config import AgentConfig, credentials_for
+from dockyard.agent.docker_spec import task_id
 from dockyard.agent.runtime import ContainerRuntime, EngineError, RegistryAuth, RuntimeEvent
 from dockyard.agent.state import PulledImages, StateStore
 from dockyard.agent.status import StopCode, TaskStatus
@@ -36,6 +37,7 @@ from dockyard.agent.steps import (
     RunnerContext,
     Volumes,
 )
+from dockyard.agent.task_cgroup import TaskCgroups
 from dockyard.agent.task_runner import TaskRunner, new_record
 
 log = logging.getLogger(__name__)
@@ -56,13 +58,17 @@ class TaskEngine:
         *,
         auth_for: AuthFor | None = None,
         volumes: Volumes | None = None,
+        task_cgroups: TaskCgroups | None = None,
         poll_interval: float = 10.0,
     ) -> None:
         """``auth_for(image)`` gives registry credentials for a pull (default: those in
         ECS_ENGINE_AUTH_DATA); ``volumes(assignment)`` the Docker volumes to create before
         a task's containers (docker_spec.volumes_to_create; task-scoped ones are removed
-        with the task); ``poll_interval`` is how often each task re-inspects its
-        containers and the engine looks for tasks to clean up, in seconds."""
+        with the task); ``task_cgroups`` makes a cgroup per task with task-level cpu or
+        memory before its containers and removes it with them (build_spec must look
+        its parent up: ``SpecOptions.cgroup_parent_of``); ``poll_interval`` is how often
+        each task re-inspects its containers and the engine looks for tasks to clean up,
+        in seconds."""
         self._runtime = runtime
         self._state = state
         self._config = config
@@ -77,6 +83,7 @@ class TaskEngine:
             pulled_images=PulledImages(state),
             volumes=volumes or (lambda assignment: ()),
             poll_interval=poll_interval,
+            task_cgroups=task_cgroups,
         )
         self._runners: dict[str, TaskRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -147,6 +154,8 @@ class TaskEngine:
                         await asyncio.to_thread(self._runtime.remove_volume, volume.name)
                     except EngineError as error:
                         log.warning("cannot remove volume %s: %s", volume.name, error.reason)
+            if self._context.task_cgroups is not None:
+                await asyncio.to_thread(self._context.task_cgroups.remove, task_id(arn))
             self._state.delete(arn)
             del self._runners[arn]
             self._tasks.pop(arn, None)

@@ -48,6 +48,7 @@ from dockyard.agent.runtime import ContainerRuntime, EngineInfo
 from dockyard.agent.serving import StatsFetch, TaskViews, metadata_server
 from dockyard.agent.state import StateStore
 from dockyard.agent.status import StopCode, TaskStatus
+from dockyard.agent.task_cgroup import TaskCgroups
 
 log = logging.getLogger("dockyard.agent")
 
@@ -125,10 +126,12 @@ class Agent:
             hosts, port = self._options.metadata_hosts, self._options.metadata_port
             server = metadata_server(self._views, self._options.stats, hosts, port)
             log.info("task metadata endpoint on %s port %d", ", ".join(server.hosts), server.port)
+        cgroups = TaskCgroups.for_engine(info, enabled=self._config.task_cpu_mem_limit)
         spec_options = SpecOptions(
             metadata_port=server.port if server else None,
             publish_ip=self._options.publish_ip,
             host_cpus=info.cpus,
+            cgroup_parent_of=cgroups.parent,
         )
         engine = TaskEngine(
             self._runtime,
@@ -139,6 +142,7 @@ class Agent:
             self._config,
             auth_for=self._registry.auth_for,
             volumes=volumes_to_create,
+            task_cgroups=cgroups,
         )
         cleaner = ImageCleaner(self._runtime, self._config, self._config.data_dir)
         jobs: list[Coroutine[Any, Any, None]] = [

@@ -134,6 +134,8 @@ class EngineInfo:
     os_type: str  # "linux"
     architecture: str  # "x86_64" / "aarch64"
     logging_drivers: tuple[str, ...] = ()
+    cgroup_driver: str | None = None  # "cgroupfs" | "systemd"; None: not known
+    cgroup_version: str | None = None  # "1" | "2"; None: not known
 
 
 class ContainerRuntime(Protocol):

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from dockyard.agent.assignment import Assignment, ContainerDef, TaskReport
 from dockyard.agent.config import AgentConfig, ImagePullBehavior
+from dockyard.agent.docker_spec import task_id, task_size
 from dockyard.agent.runtime import (
     ContainerNotFound,
     ContainerRuntime,
@@ -27,6 +28,7 @@ from dockyard.agent.runtime import (
 )
 from dockyard.agent.state import ContainerRecord, PulledImages, StateStore
 from dockyard.agent.status import ContainerStatus, advance
+from dockyard.agent.task_cgroup import TaskCgroups
 from dockyard.agent.transitions import Step
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class RunnerContext:
     pulled_images: PulledImages  # for ECS_IMAGE_PULL_BEHAVIOR=once
     volumes: Volumes  # the Docker volumes a task needs before its containers
     poll_interval: float
+    task_cgroups: TaskCgroups | None = None  # None: task limits are per container
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,8 @@ class TaskSteps:
         self._ctx = context
         self._assignment = assignment
         self._defs: dict[str, ContainerDef] = {d.name: d for d in assignment.containers}
-        self._volumes_lock = asyncio.Lock()
-        self._volumes_ready = False
+        self._prepare_lock = asyncio.Lock()
+        self._prepared = False
 
     async def perform(
         self, name: str, step: Step, runtime_id: str | None, created: Mapping[str, str]
@@ -161,7 +164,7 @@ class TaskSteps:
                 await self._pull(definition.image, self._ctx.config.image_pull_behavior)
             return Outcome(name, step)
         if step is Step.CREATE:
-            await self._create_volumes()
+            await self._prepare()
             spec = self._ctx.build_spec(self._assignment, name, created)
             return Outcome(name, step, runtime_id=await asyncio.to_thread(runtime.create, spec))
         if step is Step.START:
@@ -181,12 +184,19 @@ class TaskSteps:
             await asyncio.to_thread(runtime.stop, runtime_id, timeout)
         return Outcome(name, step, state=await asyncio.to_thread(runtime.inspect, runtime_id))
 
-    async def _create_volumes(self) -> None:
-        """The task's Docker volumes, before its first container (creating one that
-        exists is harmless, so a restarted agent may do it again)."""
-        async with self._volumes_lock:
-            if self._volumes_ready:
+    async def _prepare(self) -> None:
+        """The task's cgroup and Docker volumes, before its first container. Both are
+        idempotent, so a restarted agent does this again before its next create, and
+        build_spec then finds the cgroup (``TaskCgroups.parent``)."""
+        async with self._prepare_lock:
+            if self._prepared:
                 return
+            cgroups = self._ctx.task_cgroups
+            if cgroups is not None and self._ctx.config.task_cpu_mem_limit:
+                cpu, memory = task_size(self._assignment)
+                if cpu is not None or memory is not None:
+                    task = task_id(self._assignment.task_arn)
+                    await asyncio.to_thread(cgroups.create, task, cpu, memory)
             for volume in self._ctx.volumes(self._assignment):
                 await asyncio.to_thread(
                     self._ctx.runtime.create_volume,
@@ -195,7 +205,7 @@ class TaskSteps:
                     volume.options,
                     volume.labels,
                 )
-            self._volumes_ready = True
+            self._prepared = True
 
     async def _pull(self, image: str, behavior: ImagePullBehavior) -> None:
         """ECS_IMAGE_PULL_BEHAVIOR: when to pull, and whether a cached image may stand in."""

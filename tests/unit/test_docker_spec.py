@@ -241,6 +241,34 @@ def test_a_container_memory_stays_under_the_task_memory() -> None:
     assert built.memory_bytes == 128 * MIB
 
 
+@pytest.mark.parametrize("name", ["web", PAUSE_CONTAINER])
+def test_with_a_task_cgroup_every_container_goes_in_it_uncapped(name: str) -> None:
+    parents = {TASK_ID: f"/ecs/{TASK_ID}"}
+    assignment = task(
+        container(memory=None, memoryReservation=64), cpu="512", memory="512", networkMode="awsvpc"
+    )
+    created = {PAUSE_CONTAINER: "pause-id"}
+    built = spec(assignment, name, created, cgroup_parent_of=parents.get, host_cpus=2)
+    assert built.cgroup_parent == f"/ecs/{TASK_ID}"
+    assert (built.memory_bytes, built.nano_cpus) == (None, None)  # the cgroup limits the task
+
+
+def test_without_a_task_cgroup_the_fallback_applies() -> None:
+    assignment = task(container(memory=None), cpu="512", memory="512")
+    built = spec(assignment, cgroup_parent_of=lambda task_id: None)
+    assert built.cgroup_parent is None
+    assert built.memory_bytes == 512 * MIB
+
+
+def test_a_task_cgroup_is_ignored_when_task_limits_are_off() -> None:
+    built = spec(
+        task(container(), cpu="512", memory="512"),
+        config=AgentConfig(task_cpu_mem_limit=False),
+        cgroup_parent_of=lambda task_id: f"/ecs/{task_id}",
+    )
+    assert built.cgroup_parent is None
+
+
 # -- network modes ----------------------------------------------------------------
 
 

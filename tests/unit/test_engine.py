@@ -30,6 +30,7 @@ from dockyard.agent.runtime import ContainerSpec, HealthCheckSpec, PortBinding, 
 from dockyard.agent.state import StateStore, TaskRecord
 from dockyard.agent.status import ContainerStatus, StopCode, TaskStatus
 from dockyard.agent.steps import CONTAINER_NAME_LABEL, TASK_ARN_LABEL, BuildSpec, Volumes
+from dockyard.agent.task_cgroup import TaskCgroups
 from dockyard.agent.transitions import ESSENTIAL_EXITED
 from dockyard.api.validate import validate_input
 
@@ -123,6 +124,7 @@ class Rig:
     auth: RegistryAuth | None = None
     build_spec: BuildSpec = build_spec
     volumes: Volumes = lambda assignment: ()
+    task_cgroups: TaskCgroups | None = None
 
     def __post_init__(self) -> None:
         self.runtime = RecordingRuntime(clock=self.clock)
@@ -149,6 +151,7 @@ class Rig:
             self.config,
             auth_for=lambda image: self.auth,
             volumes=self.volumes,
+            task_cgroups=self.task_cgroups,
             poll_interval=0.05,
         )
 
@@ -730,3 +733,37 @@ async def _perform(
     if result is not None:
         await result
     await asyncio.sleep(0.002)
+
+
+def test_a_task_with_task_memory_runs_in_its_own_cgroup(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    for hierarchy in ("memory", "cpu"):
+        (root / hierarchy).mkdir(parents=True)
+    rig = Rig(tmp_path / "data")
+    rig.task_cgroups = TaskCgroups(root, version=1)
+    rig.build_spec = functools.partial(
+        docker_spec.build_spec,
+        config=rig.config,
+        options=docker_spec.SpecOptions(cgroup_parent_of=rig.task_cgroups.parent),
+    )
+    assignment = task(container("web"), container("log"), task_id="sized")
+    assignment = replace(assignment, definition={**assignment.definition, "memory": "256"})
+    arn = assignment.task_arn
+
+    async def story() -> None:
+        engine = rig.engine()
+        await running(rig, engine, assignment)
+        memory = root / "memory/ecs/sized"
+        assert (memory / "memory.limit_in_bytes").read_text() == str(256 << 20)
+        for name, runtime_id in rig.ids(arn).items():
+            built = rig.runtime.spec(runtime_id)
+            assert (built.cgroup_parent, built.memory_bytes) == ("/ecs/sized", None), name
+        await engine.apply([])
+        await rig.until(arn, TaskStatus.STOPPED)
+        (memory / "memory.limit_in_bytes").unlink()  # the kernel drops it with the dir
+        rig.clock.now += 10 * 60
+        assert await engine.sweep() == [arn]
+        await engine.close()
+        assert not memory.exists() and not (root / "cpu/ecs/sized").exists()
+
+    run(story)

@@ -281,6 +281,8 @@ def test_info_describes_the_engine(rig: Rig) -> None:
     assert info.os_type == "linux"
     assert info.architecture
     assert "json-file" in info.logging_drivers
+    assert info.cgroup_driver in (None, "cgroupfs", "systemd")
+    assert info.cgroup_version in (None, "1", "2")
 
 
 def test_a_missing_image_fails_to_pull_with_a_reason(rig: Rig) -> None:
