@@ -99,7 +99,7 @@ def loopback_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     """Debian's docker-registry (distribution) on 127.0.0.1: a real pull, still offline."""
     binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
     if not Path(binary).exists():
-        pytest.skip("docker-registry is not installed (.ci/run installs it)")
+        pytest.fail("docker-registry is missing: apt-get install docker-registry")
     root = tmp_path_factory.mktemp("registry")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
