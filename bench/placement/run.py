@@ -1,7 +1,13 @@
-"""Placement throughput, part (a): the engine alone, no API, no store.
+"""Placement throughput. Part (a): the engine alone, no API, no store.
 
     .venv/bin/python bench/placement/run.py [--instances 5000] [--tasks 50000]
                                             [--batch 0] [--repeat 3] [--seed 1]
+
+Parts (b) and (c), RunTask through the HTTP API on SQLite, PostgreSQL and moto server
+(``api_load.py``), on the same cluster and with the same task, strategies and constraint:
+
+    .venv/bin/python bench/placement/run.py --api [--instances 5000] [--tasks 3000]
+                                            [--clients 8] [--moto-instances 5000]
 
 Builds a cluster of ``--instances`` container instances over three availability zones
 with mixed sizes (t3.medium, m5.large, m5.xlarge, m5.2xlarge; a third of them already
@@ -40,6 +46,8 @@ from dockyard.scheduler.model import (
 from dockyard.scheduler.placement import charge, place
 
 GOAL = 20_000
+TASKS = 50_000  # part (a)
+API_TASKS = 3_000  # parts (b), (c): 300 RunTask calls per backend
 ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
 # (type, CPU units, MiB) as the ECS agent registers them.
 SIZES = (
@@ -135,13 +143,32 @@ def check(instances: list[Instance], placed: list[str], tasks: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=5000)
-    parser.add_argument("--tasks", type=int, default=50_000)
+    parser.add_argument("--tasks", type=int, default=TASKS, help=f"--api: {API_TASKS}")
     parser.add_argument("--batch", type=int, default=0, help="tasks per call; 0: one call")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--api", action="store_true", help="parts (b) and (c): RunTask via HTTP")
+    parser.add_argument("--clients", type=int, default=8, help="--api: concurrent clients")
+    parser.add_argument("--moto-instances", type=int, help="--api: default --instances")
     args = parser.parse_args()
 
     instances = cluster(args.instances, random.Random(args.seed))
+    if args.api:
+        from api_load import run_api, run_task_params  # beside this file: boto3, moto, PG
+
+        strategies = [{"type": s.type, "field": s.field or ""} for s in STRATEGIES]
+        params = run_task_params(CONSTRAINTS[0].expression or "", strategies)
+        tasks = args.tasks if args.tasks != TASKS else API_TASKS
+        run_api(
+            instances,
+            params,
+            DEMAND.cpu,
+            DEMAND.memory,
+            tasks,
+            args.clients,
+            args.moto_instances or args.instances,
+        )
+        return
     shape = "one call" if args.batch <= 0 else f"calls of {args.batch}"
     print(
         f"placement engine: {args.instances} instances in {len(ZONES)} zones, "

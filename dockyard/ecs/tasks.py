@@ -2,7 +2,8 @@
 
 A task is placed on a container instance and created PENDING (PROVISIONING for awsvpc,
 whose network the agent sets up first) with desiredStatus RUNNING; from then on its
-lastStatus moves as the instance's agent reports (``task_reports.py``).
+lastStatus moves as the instance's agent reports (``task_reports.py``). Where it goes
+is the placement engine's choice (``task_placement.py``, ``dockyard/scheduler``).
 
 Launch types: EC2 (the default) and EXTERNAL both place on the cluster's registered
 instances, since every Dockyard host is one the user runs. FARGATE (and
@@ -12,7 +13,6 @@ exists, rather than placed somewhere they were not asked to go.
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,30 +23,17 @@ from dockyard.api.errors import ClientException, InvalidParameterException
 from dockyard.api.pagination import decode_token, listing, page_size
 from dockyard.ecs import arns
 from dockyard.ecs.clusters import find_cluster
-from dockyard.ecs.container_instances import (
-    TARGET_TYPE,
-    agent_connected,
-    find_container_instance,
-    instance_arn,
-)
+from dockyard.ecs.container_instances import find_container_instance, instance_arn
 from dockyard.ecs.registry import ECS
-from dockyard.ecs.simple_placement import (
-    Candidate,
-    Failure,
-    choose_instances,
-    container_size,
-    refusal,
-    task_demand,
-)
 from dockyard.ecs.task_definitions import find_task_definition
+from dockyard.ecs.task_demand import container_size, placement_demand, task_resources
 from dockyard.ecs.task_lifecycle import stop
+from dockyard.ecs.task_placement import constraints_and_strategies, run_placement, start_placement
 from dockyard.ecs.task_shapes import RunRequest, run_request, task_to_wire
-from dockyard.store.models import Cluster, ContainerInstance, Resources, Task, TaskDefinition
-from dockyard.store.tasks import remaining_resources, take
+from dockyard.scheduler.model import Failure
+from dockyard.store.models import Cluster, Resources, Task, TaskDefinition
 
-PLACEMENT_ATTEMPTS = 5  # a concurrent placement took what we chose: look again
 _TASK_ID = "0123456789abcdef"
-_rng = random.SystemRandom()
 
 
 @ECS.operation("RunTask")
@@ -54,48 +41,37 @@ def run_task(ctx: RequestContext, params: Params) -> Params:
     request = run_request(params)
     cluster = find_cluster(ctx, request.cluster)
     launch_type = _launch_type(request)
-    _check_placement_options(request)
     definition = _runnable(ctx, request)
-    demand = task_demand(definition.document, request.overrides)
-    placed: list[Task] = []
-    failures: list[Failure] = []
-    zones = _zones(ctx, cluster)
-    for attempt in range(PLACEMENT_ATTEMPTS):
-        candidates = [_candidate(ctx, i) for i in ctx.store.tasks.active_instances(cluster.arn)]
-        if not candidates:
-            if attempt == 0:
-                raise InvalidParameterException(
-                    "No Container Instances were found in your cluster."
-                )
-            break  # they went away while we placed: report what the last attempt saw
-        placement = choose_instances(candidates, demand, request.count - len(placed), _rng)
-        new = [
-            _new_task(ctx, cluster, definition, request, arn, demand, launch_type, zones.get(arn))
-            for arn in placement.chosen
-        ]
-        done, raced = ctx.store.tasks.place(new)
-        placed += done
-        failures = list(placement.failures)
-        if not raced:
-            break
-        failures += [_raced(task, reason) for task, reason in raced]
+    group = request.group or f"family:{definition.family}"
+    constraints, strategies = constraints_and_strategies(definition.document, request, group)
+    resources = task_resources(definition.document, request.overrides)
+    demand = placement_demand(resources, definition.document, definition.family, group)
+
+    def new_task(instance_arn: str, zone: str | None) -> Task:
+        return _new_task(
+            ctx, cluster, definition, request, instance_arn, resources, launch_type, zone
+        )
+
+    placed, failures = run_placement(
+        ctx, cluster.arn, demand, request.count, constraints, strategies, new_task
+    )
     return _placed(ctx, request, definition, placed, failures)
 
 
 @ECS.operation("StartTask")
 def start_task(ctx: RequestContext, params: Params) -> Params:
-    """One task on each named instance, with the same checks as RunTask's placement."""
+    """One task on each named instance that can hold it (see task_placement.py)."""
     request = run_request(params)
     if not 1 <= len(request.container_instances) <= 10:
         raise InvalidParameterException("containerInstances must name 1 to 10 instances.")
     cluster = find_cluster(ctx, request.cluster)
-    _check_placement_options(request)
     definition = _runnable(ctx, request)
-    demand = task_demand(definition.document, request.overrides)
-    zones = _zones(ctx, cluster)
-    new: list[Task] = []
+    group = request.group or f"family:{definition.family}"
+    constraints, _ = constraints_and_strategies(definition.document, request, group)
+    resources = task_resources(definition.document, request.overrides)
+    demand = placement_demand(resources, definition.document, definition.family, group)
     failures: list[Failure] = []
-    left: dict[str, Resources] = {}
+    chosen: list[str] = []
     for reference in request.container_instances:
         instance = find_container_instance(ctx, cluster, reference)
         if instance is None or instance.status == "INACTIVE":
@@ -103,22 +79,13 @@ def start_task(ctx: RequestContext, params: Params) -> Params:
             detail = f"{reference} is not registered in cluster {cluster.name}."
             failures.append(Failure(arn, "MISSING", detail))
             continue
-        if instance.status != "ACTIVE":
-            detail = f"The instance is {instance.status}: it takes no new tasks."
-            failures.append(Failure(instance.arn, instance.status, detail))
-            continue
-        candidate = _candidate(ctx, instance)
-        have = left.get(instance.arn, candidate.remaining)
-        refused = refusal(candidate, have, demand)
-        if refused is not None:
-            failures.append(refused)
-            continue
-        left[instance.arn] = take(have, demand)
-        zone = zones.get(instance.arn)
-        new.append(_new_task(ctx, cluster, definition, request, instance.arn, demand, "EC2", zone))
-    placed, raced = ctx.store.tasks.place(new)
-    failures += [_raced(task, reason) for task, reason in raced]
-    return _placed(ctx, request, definition, placed, failures)
+        chosen.append(instance.arn)
+
+    def new_task(instance_arn: str, zone: str | None) -> Task:
+        return _new_task(ctx, cluster, definition, request, instance_arn, resources, "EC2", zone)
+
+    placed, refused = start_placement(ctx, cluster.arn, demand, constraints, chosen, new_task)
+    return _placed(ctx, request, definition, placed, [*failures, *refused])
 
 
 @ECS.operation("StopTask")
@@ -225,29 +192,12 @@ def _launch_type(request: RunRequest) -> str:
     return launch_type
 
 
-def _check_placement_options(request: RunRequest) -> None:
-    """Constraints bind, so ignoring them would be wrong; until the placement engine
-    arrives they are refused. Of the strategies, only random (our behaviour) is taken."""
-    if request.placement_constraints:
-        raise InvalidParameterException("placementConstraints are not supported yet.")
-    for strategy in request.placement_strategy:
-        if strategy.get("type") != "random":
-            raise InvalidParameterException(
-                f"placementStrategy {strategy.get('type')} is not supported yet; "
-                "tasks are placed at random among the instances that fit."
-            )
-
-
 def _runnable(ctx: RequestContext, request: RunRequest) -> TaskDefinition:
     definition = find_task_definition(ctx, request.task_definition)
     if definition.status != "ACTIVE":
         raise ClientException(
             f"TaskDefinition {definition.family}:{definition.revision} is inactive; "
             "register a new revision to run it."
-        )
-    if definition.document.get("placementConstraints"):
-        raise InvalidParameterException(
-            "The task definition has placementConstraints, which are not supported yet."
         )
     names = {c["name"] for c in definition.document["containerDefinitions"]}
     for override in request.overrides.containers:
@@ -265,23 +215,6 @@ def _runnable(ctx: RequestContext, request: RunRequest) -> TaskDefinition:
 
 
 # Building tasks
-
-
-def _zones(ctx: RequestContext, cluster: Cluster) -> dict[str, str]:
-    """Each instance's availability zone (its ecs.availability-zone attribute)."""
-    attributes = ctx.store.list_attributes(
-        cluster.arn, target_type=TARGET_TYPE, name="ecs.availability-zone"
-    )
-    return {a.target_id: a.value for a in attributes if a.value}
-
-
-def _candidate(ctx: RequestContext, instance: ContainerInstance) -> Candidate:
-    return Candidate(
-        arn=instance.arn,
-        ec2_instance_id=instance.ec2_instance_id,
-        remaining=remaining_resources(instance.document),
-        connected=agent_connected(instance, ctx.now, ctx.agents.timeout),
-    )
 
 
 def _new_task(
@@ -373,12 +306,3 @@ def _placed(
             {"arn": f.arn, "reason": f.reason, "detail": f.detail} for f in unique.values()
         ],
     }
-
-
-def _raced(task: Task, reason: str) -> Failure:
-    """A choice the store refused: the instance changed after placement looked at it."""
-    if reason == "INACTIVE":
-        detail = "The instance stopped taking tasks (deregistered or DRAINING) meanwhile."
-    else:
-        detail = "A concurrent placement took the resources this task was to use."
-    return Failure(task.container_instance_arn or "", reason, detail)

@@ -12,21 +12,31 @@ STOPPED gives back, re-registering recomputes (``recompute_remaining``).
 Every change to the set of tasks an instance should hold (a placement, a desired status
 turning STOPPED, a task leaving as STOPPED, a status change of the instance) raises the
 instance's ``assignments_version`` in the same transaction. The agent channel hands the
-version to the agent, whose next poll with an older one is answered at once.
+version to the agent, whose next poll with an older one is answered at once. So does
+every write of the instance's document (``recompute_remaining`` too): placement keeps
+parsed documents by version (``placement.py``).
 
 Lock order, to stay free of deadlocks: task rows (by ARN), then instance rows (by ARN).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
 
-from dockyard.store import db
+from dockyard.store import db, placement
 from dockyard.store.models import ContainerInstance, Page, Resources, Task
+from dockyard.store.resources import (
+    give_back,
+    registered_resources,
+    remaining_resources,
+    shortfall,
+    take,
+    with_remaining,
+)
 from dockyard.store.schema import container_instances, tasks
 
 # lastStatus values a task holds on the way to RUNNING: pendingTasksCount counts them.
@@ -35,17 +45,27 @@ PENDING_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING")
 Change = Callable[[Task], Task | None]  # the new task, or None to leave it as it is
 
 
+class Placed(NamedTuple):
+    """What ``place`` wrote: the tasks it inserted, those it refused with the reason,
+    and the ``assignments_version`` each instance it placed on has now."""
+
+    placed: list[Task]
+    refused: list[tuple[Task, str]]
+    versions: dict[str, int]
+
+
 class TaskStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     # Placing and changing
 
-    def place(self, new: Sequence[Task]) -> tuple[list[Task], list[tuple[Task, str]]]:
-        """Insert the tasks that still fit their instance, taking their resources.
+    def place(self, new: Sequence[Task], *, distinct: bool = False) -> Placed:
+        """Insert the tasks that still fit their instance, taking their resources; with
+        ``distinct``, only where no task of their group is held yet (distinctInstance).
 
-        Returns (placed, refused); a refusal's reason is RESOURCE:CPU, RESOURCE:MEMORY,
-        RESOURCE:PORTS, or INACTIVE for an instance no longer ACTIVE.
+        A refusal's reason is RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:PORTS,
+        DistinctInstance, or INACTIVE for an instance no longer ACTIVE.
         """
         placed: list[Task] = []
         refused: list[tuple[Task, str]] = []
@@ -53,24 +73,45 @@ class TaskStore:
         with db.transaction(self.engine, write=True) as conn:
             instances = _lock_instances(conn, arns)
             remaining = {arn: remaining_resources(i.document) for arn, i in instances.items()}
+            # Read under the instances' locks, so a concurrent call cannot add one meanwhile.
+            held = _groups_held(conn, arns, {t.group for t in new}) if distinct else set()
             for task in new:
                 instance = instances.get(task.container_instance_arn or "")
                 if instance is None or instance.status != "ACTIVE":
                     refused.append((task, "INACTIVE"))
                     continue
                 reason = shortfall(remaining[instance.arn], task.resources)
+                if reason is None and (instance.arn, task.group) in held:
+                    reason = "DistinctInstance"
                 if reason is not None:
                     refused.append((task, reason))
                     continue
                 remaining[instance.arn] = take(remaining[instance.arn], task.resources)
+                if distinct:
+                    held.add((instance.arn, task.group))
                 placed.append(task)
             if placed:
                 conn.execute(insert(tasks), [_row(t) for t in placed])
-            touched = {t.container_instance_arn for t in placed if t.container_instance_arn}
-            for arn in touched:
-                _write_remaining(conn, instances[arn], remaining[arn])
-            _bump(conn, touched)
-        return placed, refused
+            touched = sorted({t.container_instance_arn for t in placed if t.container_instance_arn})
+            if touched:  # one statement for all: a round trip each adds up on PostgreSQL
+                c = container_instances.c
+                conn.execute(
+                    update(container_instances)
+                    .where(c.arn == bindparam("instance"))
+                    .values(
+                        document=bindparam("new_document"),
+                        assignments_version=c.assignments_version + 1,
+                    ),
+                    [
+                        {
+                            "instance": arn,
+                            "new_document": _remaining_document(instances[arn], remaining[arn]),
+                        }
+                        for arn in touched
+                    ],
+                )
+            versions = {arn: instances[arn].assignments_version + 1 for arn in touched}
+        return Placed(placed, refused, versions)
 
     def update(self, arns: Iterable[str], change: Change) -> list[tuple[Task, Task]]:
         """Apply ``change`` to each task under its row lock; (before, after) for each
@@ -184,6 +225,29 @@ class TaskStore:
 
     # Container instances, as placement and the agent channel see them
 
+    def placement_view(
+        self,
+        cluster_arn: str,
+        *,
+        group: str,
+        attribute_names: Collection[str],
+        known: Mapping[str, int],
+        instance_arns: Collection[str] | None = None,
+        running: bool = False,
+        groups: bool = False,
+    ) -> placement.PlacementView:
+        """What placement reads of the cluster: see ``placement.py``."""
+        return placement.read(
+            self.engine,
+            cluster_arn,
+            group=group,
+            attribute_names=attribute_names,
+            known=known,
+            instance_arns=instance_arns,
+            running=running,
+            groups=groups,
+        )
+
     def active_instances(self, cluster_arn: str) -> list[ContainerInstance]:
         c = container_instances.c
         query = (
@@ -214,7 +278,8 @@ class TaskStore:
 
     def recompute_remaining(self, instance_arn: str) -> None:
         """remainingResources = registeredResources less what unstopped tasks hold (after
-        a re-registration has replaced the document)."""
+        a re-registration has replaced the document). The version rises, as with every
+        document write, so placement's cached copy of the document is read again."""
         with db.transaction(self.engine, write=True) as conn:
             found = _lock_instances(conn, [instance_arn]).get(instance_arn)
             if found is None:
@@ -229,78 +294,7 @@ class TaskStore:
             for (reserved,) in held:
                 left = take(left, _resources(orjson.loads(reserved)))
             _write_remaining(conn, found, left)
-
-
-# Resources arithmetic: ``ports`` of what is left are the ports already taken.
-
-
-def shortfall(left: Resources, demand: Resources) -> str | None:
-    """Why ``demand`` does not fit in ``left``, as an ECS failure reason; None if it fits."""
-    if demand.cpu > left.cpu:
-        return "RESOURCE:CPU"
-    if demand.memory > left.memory:
-        return "RESOURCE:MEMORY"
-    if demand.ports & left.ports or demand.ports_udp & left.ports_udp:
-        return "RESOURCE:PORTS"
-    return None
-
-
-def take(left: Resources, demand: Resources) -> Resources:
-    return Resources(
-        cpu=left.cpu - demand.cpu,
-        memory=left.memory - demand.memory,
-        ports=left.ports | demand.ports,
-        ports_udp=left.ports_udp | demand.ports_udp,
-    )
-
-
-def give_back(
-    left: Resources, held: Resources, reserved: frozenset[int], reserved_udp: frozenset[int]
-) -> Resources:
-    """``reserved``: the host's own ports (registered PORTS), which stay taken."""
-    return Resources(
-        cpu=left.cpu + held.cpu,
-        memory=left.memory + held.memory,
-        ports=(left.ports - held.ports) | reserved,
-        ports_udp=(left.ports_udp - held.ports_udp) | reserved_udp,
-    )
-
-
-def registered_resources(document: Mapping[str, Any]) -> Resources:
-    return _from_wire(document.get("registeredResources") or [])
-
-
-def remaining_resources(document: Mapping[str, Any]) -> Resources:
-    items = document.get("remainingResources")
-    return _from_wire(items if items is not None else document.get("registeredResources") or [])
-
-
-def _from_wire(items: Iterable[Mapping[str, Any]]) -> Resources:
-    by_name = {item["name"]: item for item in items}
-
-    def integer(name: str) -> int:
-        return int(by_name.get(name, {}).get("integerValue") or 0)
-
-    def ports(name: str) -> frozenset[int]:
-        return frozenset(int(p) for p in by_name.get(name, {}).get("stringSetValue") or [])
-
-    return Resources(integer("CPU"), integer("MEMORY"), ports("PORTS"), ports("PORTS_UDP"))
-
-
-def _with_remaining(document: Mapping[str, Any], left: Resources) -> dict[str, Any]:
-    """The document with its four standard remaining resources set to ``left``; any
-    other resource the instance registered stays as registered."""
-    values: dict[str, Any] = {
-        "CPU": {"integerValue": left.cpu},
-        "MEMORY": {"integerValue": left.memory},
-        "PORTS": {"stringSetValue": [str(p) for p in sorted(left.ports)]},
-        "PORTS_UDP": {"stringSetValue": [str(p) for p in sorted(left.ports_udp)]},
-    }
-    items = [
-        {**item, **values.get(item["name"], {})}
-        for item in document.get("registeredResources") or []
-    ]
-    return {**document, "remainingResources": items}
+            _bump(conn, [instance_arn])
 
 
 # Rows
@@ -310,6 +304,19 @@ def _lock_instances(conn: Connection, arns: Sequence[str]) -> dict[str, Containe
     c = container_instances.c
     query = select(container_instances).where(c.arn.in_(sorted(arns))).order_by(c.arn)
     return {r.arn: instance(r) for r in conn.execute(query.with_for_update())}
+
+
+def _groups_held(
+    conn: Connection, instance_arns: Sequence[str], groups: Collection[str]
+) -> set[tuple[str, str]]:
+    """(instance, group) for each of ``groups`` with a task not STOPPED on the instance."""
+    t = tasks.c
+    query = select(t.container_instance_arn, t.group_name).where(
+        t.container_instance_arn.in_(instance_arns),
+        t.group_name.in_(sorted(groups)),
+        t.last_status != "STOPPED",
+    )
+    return {(arn, group) for arn, group in conn.execute(query.distinct())}
 
 
 def _stopped(before: Task, after: Task) -> bool:
@@ -329,9 +336,13 @@ def _release(conn: Connection, stopped: Sequence[Task]) -> None:
 
 
 def _write_remaining(conn: Connection, found: ContainerInstance, left: Resources) -> None:
-    document = orjson.dumps(_with_remaining(found.document, left)).decode()
+    document = _remaining_document(found, left)
     c = container_instances.c
     conn.execute(update(container_instances).where(c.arn == found.arn).values(document=document))
+
+
+def _remaining_document(found: ContainerInstance, left: Resources) -> str:
+    return orjson.dumps(with_remaining(found.document, left)).decode()
 
 
 def _bump(conn: Connection, arns: Iterable[str]) -> None:

@@ -251,8 +251,8 @@ REFUSED_RUNS = [
         "InvalidParameterException",
     ),
     (
-        "constraints",
-        {"placementConstraints": [{"type": "distinctInstance"}]},
+        "bad-strategy",
+        {"placementStrategy": [{"type": "binpack", "field": "disk"}]},
         "InvalidParameterException",
     ),
     ("no-definition", {"taskDefinition": "nope"}, "ClientException"),
@@ -283,8 +283,10 @@ def test_run_task_needs_an_active_instance(ecs: Any) -> None:
         cluster="work", containerInstances=[instance], status="DRAINING"
     )
     assert drained["containerInstances"][0]["status"] == "DRAINING"
-    with pytest.raises(ClientError):
-        ecs.run_task(cluster="work", taskDefinition="web")
+    # A draining instance takes no task, and the failure says why.
+    run = ecs.run_task(cluster="work", taskDefinition="web")
+    assert run["tasks"] == []
+    assert [(f["arn"], f["reason"]) for f in run["failures"]] == [(instance, "DRAINING")]
     ecs.update_container_instances_state(
         cluster="work", containerInstances=[instance], status="ACTIVE"
     )

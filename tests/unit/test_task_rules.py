@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
 
-from dockyard.ecs.simple_placement import Candidate, choose_instances, task_demand
+from dockyard.ecs.task_demand import task_resources
 from dockyard.ecs.task_lifecycle import apply_task_change, stop
 from dockyard.ecs.task_shapes import TaskChange, overrides_from_wire
 from dockyard.store.models import Resources, Task
@@ -75,16 +74,7 @@ DEMANDS = [
     ("doc", "overrides", "expected"), [c[1:] for c in DEMANDS], ids=[c[0] for c in DEMANDS]
 )
 def test_task_demand(doc: dict[str, Any], overrides: dict[str, Any], expected: Resources) -> None:
-    assert task_demand(doc, overrides_from_wire(overrides)) == expected
-
-
-def test_random_placement_spreads_without_overcommitting() -> None:
-    candidates = [Candidate(f"i{n}", f"i-{n}", Resources(1024, 1000), True) for n in range(3)]
-    placement = choose_instances(candidates, Resources(0, 300), 10, random.Random(7))
-    assert len(placement.chosen) == 9  # three fit on each
-    assert all(placement.chosen.count(c.arn) == 3 for c in candidates)
-    [failure] = placement.failures
-    assert failure.reason == "RESOURCE:MEMORY" and "100 MiB" in failure.detail
+    assert task_resources(doc, overrides_from_wire(overrides)) == expected
 
 
 def task(last: str = "PENDING", desired: str = "RUNNING") -> Task:

@@ -1,0 +1,138 @@
+"""RunTask calls waiting for a cluster's lock are placed in one go, alike ones together.
+
+Calls choose and write one at a time per cluster (``cluster_lock``). Whoever gets the
+lock takes every call waiting for it, and calls alike in all that placement reads
+(task demand and group, constraints, strategies) are placed by ONE engine run for all
+their tasks and ONE write. That is exactly what running them one after another would
+choose: the engine places one task at a time, each on the best instance at that
+moment, so the first task of call B sees call A's tasks as it would after A's write;
+only the cluster is ranked once instead of once per call. A random tie-break draws
+from the same distribution either way. Each call still gets its own tasks (startedBy,
+tags and overrides are its own) and, when the run stopped before reaching them, the
+failure with the closest instance, as a run of its own would have reported.
+
+Calls not alike are placed one kind after another, each kind with its own write.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from dockyard.ecs.placement_journal import journal
+from dockyard.ecs.placement_snapshot import ZONE, ClusterSnapshot, cluster_lock
+from dockyard.scheduler.model import Constraint, Failure, Strategy, TaskDemand
+from dockyard.scheduler.placement import place
+from dockyard.store.models import Task
+from dockyard.store.store import Store
+
+NewTask = Callable[[str, str | None], Task]  # (instance ARN, its zone) -> the task to write
+# Ties are drawn uniformly (scheduler/README.md); one generator, seeded by the OS once,
+# as seeding one per call costs more than the draws.
+_RNG = random.Random()
+
+
+@dataclass(frozen=True)
+class Read:
+    """A snapshot, the journal's mark when its read began, and when that was."""
+
+    mark: int
+    started: float  # time.monotonic()
+    cluster: ClusterSnapshot
+
+
+@dataclass(eq=False)
+class Call:
+    demand: TaskDemand
+    constraints: tuple[Constraint, ...]
+    strategies: tuple[Strategy, ...]
+    count: int
+    new_task: NewTask
+    read: Read  # begun after the call arrived
+    # Filled in when placed:
+    placed: list[Task] = field(default_factory=list)
+    refused: list[tuple[Task, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def kind(self) -> Hashable:
+        return (self.demand, self.constraints, self.strategies)
+
+
+def submit(store: Store, cluster_arn: str, call: Call) -> None:
+    """Place ``call`` (with whichever calls wait beside it); raises what placing it did."""
+    waiting = _waiting(cluster_arn)
+    with waiting.mutex:
+        waiting.calls.append(call)
+    with cluster_lock(cluster_arn):
+        if not call.done.is_set():  # else an earlier holder of the lock placed it
+            with waiting.mutex:
+                batch, waiting.calls = waiting.calls, []
+            _place_all(store, cluster_arn, batch)
+    if call.error is not None:
+        raise call.error
+
+
+def _place_all(store: Store, cluster_arn: str, batch: list[Call]) -> None:
+    kinds: dict[Hashable, list[Call]] = {}
+    for call in batch:
+        kinds.setdefault(call.kind, []).append(call)
+    for calls in kinds.values():
+        try:
+            _place_alike(store, cluster_arn, calls)
+        except BaseException as error:
+            for call in calls:
+                call.error = error
+        finally:
+            for call in calls:
+                call.done.set()
+
+
+def _place_alike(store: Store, cluster_arn: str, calls: list[Call]) -> None:
+    first, written = calls[0], journal(cluster_arn)
+    # The newest read began after every call here arrived (each one's own read did).
+    read = max((call.read for call in calls), key=lambda r: r.started)
+    cluster = read.cluster
+    instances = written.catch_up(
+        cluster.instances, cluster.versions, cluster.index, read.mark, first.demand.group
+    )
+    total = sum(call.count for call in calls)
+    result = place(first.demand, total, instances, first.constraints, first.strategies, _RNG)
+    new: list[tuple[Call, Task]] = []
+    start = 0
+    for call in calls:
+        mine = result.placements[start : start + call.count]
+        start += call.count
+        for arn in mine:
+            zone = instances[cluster.index[arn]].attributes.get(ZONE)
+            new.append((call, call.new_task(arn, zone)))
+        if len(mine) < call.count:
+            call.failures = list(result.failures)
+    distinct = any(c.type == "distinctInstance" for c in first.constraints)
+    done = store.tasks.place([task for _, task in new], distinct=distinct)
+    written.record(done)
+    refused = {task.arn: reason for task, reason in done.refused}
+    for call, task in new:
+        if task.arn in refused:
+            call.refused.append((task, refused[task.arn]))
+        else:
+            call.placed.append(task)
+
+
+@dataclass
+class _Waiting:
+    mutex: threading.Lock = field(default_factory=threading.Lock)
+    calls: list[Call] = field(default_factory=list)
+
+
+_WAITING: dict[str, _Waiting] = {}
+_WAITING_LOCK = threading.Lock()
+
+
+def _waiting(cluster_arn: str) -> _Waiting:
+    with _WAITING_LOCK:
+        return _WAITING.setdefault(cluster_arn, _Waiting())

@@ -1,0 +1,79 @@
+"""Resources arithmetic on what instances have and tasks hold, and the wire shape of an
+instance's registered and remaining resources. As what an instance has left, ``ports``
+are the ports already taken (ECS reports PORTS that way)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dockyard.store.models import Resources
+
+
+def shortfall(left: Resources, demand: Resources) -> str | None:
+    """Why ``demand`` does not fit in ``left``, as an ECS failure reason; None if it fits."""
+    if demand.cpu > left.cpu:
+        return "RESOURCE:CPU"
+    if demand.memory > left.memory:
+        return "RESOURCE:MEMORY"
+    if demand.ports & left.ports or demand.ports_udp & left.ports_udp:
+        return "RESOURCE:PORTS"
+    return None
+
+
+def take(left: Resources, demand: Resources) -> Resources:
+    return Resources(
+        cpu=left.cpu - demand.cpu,
+        memory=left.memory - demand.memory,
+        ports=left.ports | demand.ports,
+        ports_udp=left.ports_udp | demand.ports_udp,
+    )
+
+
+def give_back(
+    left: Resources, held: Resources, reserved: frozenset[int], reserved_udp: frozenset[int]
+) -> Resources:
+    """``reserved``: the host's own ports (registered PORTS), which stay taken."""
+    return Resources(
+        cpu=left.cpu + held.cpu,
+        memory=left.memory + held.memory,
+        ports=(left.ports - held.ports) | reserved,
+        ports_udp=(left.ports_udp - held.ports_udp) | reserved_udp,
+    )
+
+
+def registered_resources(document: Mapping[str, Any]) -> Resources:
+    return from_wire(document.get("registeredResources") or [])
+
+
+def remaining_resources(document: Mapping[str, Any]) -> Resources:
+    items = document.get("remainingResources")
+    return from_wire(items if items is not None else document.get("registeredResources") or [])
+
+
+def from_wire(items: Iterable[Mapping[str, Any]]) -> Resources:
+    by_name = {item["name"]: item for item in items}
+
+    def integer(name: str) -> int:
+        return int(by_name.get(name, {}).get("integerValue") or 0)
+
+    def ports(name: str) -> frozenset[int]:
+        return frozenset(int(p) for p in by_name.get(name, {}).get("stringSetValue") or [])
+
+    return Resources(integer("CPU"), integer("MEMORY"), ports("PORTS"), ports("PORTS_UDP"))
+
+
+def with_remaining(document: Mapping[str, Any], left: Resources) -> dict[str, Any]:
+    """The document with its four standard remaining resources set to ``left``; any
+    other resource the instance registered stays as registered."""
+    values: dict[str, Any] = {
+        "CPU": {"integerValue": left.cpu},
+        "MEMORY": {"integerValue": left.memory},
+        "PORTS": {"stringSetValue": [str(p) for p in sorted(left.ports)]},
+        "PORTS_UDP": {"stringSetValue": [str(p) for p in sorted(left.ports_udp)]},
+    }
+    items = [
+        {**item, **values.get(item["name"], {})}
+        for item in document.get("registeredResources") or []
+    ]
+    return {**document, "remainingResources": items}

@@ -1,0 +1,208 @@
+"""The snapshot RunTask places on, against a real (SQLite) store:
+
+- its memos never change an answer: after any sequence of the writes that touch what
+  placement reads (placements, stops, attributes, status, registrations, agent
+  contact and silence), the memoised snapshot equals one built from nothing;
+- the journal adds exactly the placements a snapshot read before them lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dockyard.ecs import placement_snapshot
+from dockyard.ecs.placement_journal import Journal
+from dockyard.ecs.placement_snapshot import Needs, snapshot
+from dockyard.scheduler.model import Instance
+from dockyard.store.models import Attribute, Cluster, ContainerInstance, Resources, Task
+from dockyard.store.store import Store
+
+CLUSTER = "arn:aws:ecs:eu-west-1:000000000000:cluster/work"
+NEEDS = Needs("service:web", frozenset({"ecs.availability-zone", "rack"}), True, True)
+TIMEOUT = 60.0
+
+
+def instance_arn(n: int) -> str:
+    return f"arn:aws:ecs:eu-west-1:000000000000:container-instance/work/{n:032x}"
+
+
+def register(store: Store, n: int, now: float, *, agent: bool = False, memory: int = 4096) -> None:
+    resources = [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+    ]
+    info = {"agentVersion": "1.0", "agentHash": "dockyard-test" if agent else "manual"}
+    arn = instance_arn(n)
+    store.put_container_instance(
+        ContainerInstance(
+            arn=arn,
+            account_id="000000000000",
+            region="eu-west-1",
+            cluster_arn=CLUSTER,
+            ec2_instance_id=f"i-{n:017x}",
+            status="ACTIVE",
+            registered_at=now,
+            document={"versionInfo": info, "registeredResources": resources},
+        )
+    )
+    store.tasks.touch(arn, now)
+    store.put_attributes(
+        [Attribute(CLUSTER, "container-instance", arn, "ecs.availability-zone", "abc"[n % 3])]
+    )
+
+
+def task(n: int, serial: int, group: str = "service:web", memory: int = 256) -> Task:
+    return Task(
+        arn=f"arn:aws:ecs:eu-west-1:000000000000:task/work/{serial:032x}",
+        cluster_arn=CLUSTER,
+        task_definition_arn="arn:aws:ecs:eu-west-1:000000000000:task-definition/web:1",
+        container_instance_arn=instance_arn(n),
+        family="web",
+        group=group,
+        started_by=None,
+        launch_type="EC2",
+        last_status="PENDING",
+        desired_status="RUNNING",
+        created_at=0.0,
+        resources=Resources(cpu=128, memory=memory),
+    )
+
+
+@pytest.fixture
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    opened = Store.open(None, tmp_path_factory.mktemp("store"))
+    opened.put_cluster(
+        Cluster(CLUSTER, "000000000000", "eu-west-1", "work", "ACTIVE", created_at=0.0)
+    )
+    for n in range(6):
+        register(opened, n, 0.0, agent=n % 2 == 0)
+    yield opened
+    opened.close()
+
+
+def forget() -> None:
+    placement_snapshot._SNAPSHOTS.clear()
+    placement_snapshot._DOCUMENTS.clear()
+    placement_snapshot._VERSIONS.clear()
+
+
+def take(store: Store, now: float) -> list[Instance]:
+    return snapshot(store, CLUSTER, NEEDS, now=now, agent_timeout=TIMEOUT).instances
+
+
+def fresh(store: Store, now: float) -> list[Instance]:
+    forget()
+    return take(store, now)
+
+
+class World:
+    """The writes placement must notice, on instances 0-5 (and those joining later)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.now, self.serial, self.placed = store, 1.0, 0, list[str]()
+        self.joined = 0
+
+    def place(self, n: int, group: str) -> None:
+        self.serial += 1
+        done = self.store.tasks.place([task(n % 6, self.serial, group)])
+        self.placed += [t.arn for t in done.placed]
+
+    def run(self, _: int, __: str) -> None:
+        if self.placed:
+            arn = self.placed[0]
+            self.store.tasks.update([arn], lambda t: _with(t, last_status="RUNNING"))
+
+    def stop(self, _: int, __: str) -> None:
+        if self.placed:
+            arn = self.placed.pop()
+            self.store.tasks.update(
+                [arn], lambda t: _with(t, last_status="STOPPED", desired_status="STOPPED")
+            )
+
+    def attribute(self, n: int, value: str) -> None:
+        self.store.put_attributes(
+            [Attribute(CLUSTER, "container-instance", instance_arn(n % 6), "rack", value)]
+        )
+
+    def drop_attribute(self, n: int, _: str) -> None:
+        self.store.delete_attributes(
+            [Attribute(CLUSTER, "container-instance", instance_arn(n % 6), "rack")]
+        )
+
+    def drain(self, n: int, _: str) -> None:
+        self.store.tasks.set_instance_status(instance_arn(n % 6), "DRAINING")
+
+    def activate(self, n: int, _: str) -> None:
+        self.store.tasks.set_instance_status(instance_arn(n % 6), "ACTIVE")
+
+    def join(self, _: int, __: str) -> None:
+        register(self.store, 6 + self.joined, self.now, agent=True)
+        self.joined += 1
+
+    def reregister(self, n: int, _: str) -> None:
+        register(self.store, n % 6, self.now, agent=n % 2 == 0, memory=2048 + n)
+        self.store.tasks.recompute_remaining(instance_arn(n % 6))
+
+    def wait(self, n: int, _: str) -> None:
+        self.now += [1.0, 30.0, 61.0][n % 3]
+
+    def poll(self, n: int, _: str) -> None:
+        self.store.tasks.touch(instance_arn(n % 6), self.now)
+
+
+def _with(t: Task, **changes: Any) -> Task:
+    from dataclasses import replace
+
+    return replace(t, **changes)
+
+
+OPERATIONS = [name for name in vars(World) if not name.startswith("_")]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(OPERATIONS),
+            st.integers(0, 11),
+            st.sampled_from(["service:web", "family:web", "r1", "r2"]),
+        ),
+        max_size=12,
+    )
+)
+def test_the_memo_never_changes_a_snapshot(store: Store, steps: list[tuple[str, int, str]]) -> None:
+    store.wipe()
+    store.put_cluster(Cluster(CLUSTER, "000000000000", "eu-west-1", "work", "ACTIVE", 0.0))
+    for n in range(6):
+        register(store, n, 0.0, agent=n % 2 == 0)
+    world = World(store)
+    forget()
+    take(store, world.now)
+    for operation, n, argument in steps:
+        getattr(world, operation)(n, argument)
+        assert take(store, world.now) == fresh(store, world.now), operation
+
+
+def test_the_journal_adds_what_a_snapshot_missed_and_nothing_twice(store: Store) -> None:
+    journal = Journal()
+    forget()
+    mark = journal.mark()
+    before = snapshot(store, CLUSTER, NEEDS, now=1.0, agent_timeout=TIMEOUT)
+    journal.record(store.tasks.place([task(0, 1), task(0, 2), task(1, 3, group="other")]))
+    after = snapshot(store, CLUSTER, NEEDS, now=1.0, agent_timeout=TIMEOUT)
+
+    def caught(read: placement_snapshot.ClusterSnapshot) -> list[tuple[int, dict[str, int]]]:
+        instances = journal.catch_up(read.instances, read.versions, read.index, mark, "service:web")
+        return [(i.remaining.memory, dict(i.group_counts)) for i in instances]
+
+    expected = [(i.remaining.memory, dict(i.group_counts)) for i in after.instances]
+    assert caught(before) == expected  # the snapshot read before: both placements added
+    assert caught(after) == expected  # read after: already in it, not added again
+    assert expected[0] == (4096 - 512, {"service:web": 2})
