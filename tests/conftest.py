@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.live import LiveServer
-from tests.postgres import fresh_database, running_postgres
+from tests.live import LiveServer, live_server
+from tests.postgres import running_postgres
 
 
 @pytest.fixture(scope="session")
@@ -23,12 +23,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """One live server per backend: every API test runs on SQLite and on PostgreSQL."""
-    database_url = None
-    if request.param == "postgresql":
-        database_url = fresh_database(request.getfixturevalue("postgres_server"))
-    live = LiveServer(tmp_path_factory.mktemp(f"dockyard-{request.param}"), database_url).start()
-    yield live
-    live.stop()
+    yield from live_server(request, tmp_path_factory, "dockyard")
 
 
 @pytest.fixture

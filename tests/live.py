@@ -7,17 +7,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
+import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
 from tests import shapecheck
+from tests.postgres import fresh_database
 
 REGION = "eu-west-1"
 KEY, SECRET = "test", "test"
@@ -116,3 +119,20 @@ class LiveServer:
         aws = Path(sys.executable).with_name("aws")
         command = [str(aws), *args, "--region", region, "--endpoint-url", self.endpoint]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+def live_server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *flags: str,
+) -> Iterator[LiveServer]:
+    """Body of a fixture parametrized over ["sqlite", "postgresql"]: a started server
+    on that backend (a fresh PostgreSQL database each time), stopped afterwards."""
+    database_url = None
+    if request.param == "postgresql":
+        database_url = fresh_database(request.getfixturevalue("postgres_server"))
+    data_dir = tmp_path_factory.mktemp(f"{name}-{request.param}")
+    live = LiveServer(data_dir, database_url, *flags).start()
+    yield live
+    live.stop()

@@ -17,8 +17,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from dockyard.agent.assignment import Assignment
-from tests.live import KEY, REGION, SECRET, LiveServer
-from tests.postgres import fresh_database
+from tests.live import KEY, REGION, SECRET, LiveServer, live_server
 
 WAIT = {"Delay": 1, "MaxAttempts": 10}
 POLL = "/_dockyard/agent/poll"
@@ -254,13 +253,7 @@ def impatient_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server that calls an agent gone after 3 s of silence instead of 60."""
-    database_url = None
-    if request.param == "postgresql":
-        database_url = fresh_database(request.getfixturevalue("postgres_server"))
-    data_dir = tmp_path_factory.mktemp(f"impatient-{request.param}")
-    live = LiveServer(data_dir, database_url, "--agent-timeout", "3").start()
-    yield live
-    live.stop()
+    yield from live_server(request, tmp_path_factory, "impatient", "--agent-timeout", "3")
 
 
 def test_a_silent_agent_shows_disconnected(impatient_server: LiveServer) -> None:

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.live import REGION, LiveServer
-from tests.postgres import fresh_database
+from tests.live import REGION, LiveServer, live_server
 
 A, B, C = (f"{REGION}{zone}" for zone in "abc")
 
@@ -342,13 +341,7 @@ def impatient_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server that calls an agent gone after 1 s of silence."""
-    database_url = None
-    if request.param == "postgresql":
-        database_url = fresh_database(request.getfixturevalue("postgres_server"))
-    data_dir = tmp_path_factory.mktemp(f"placement-{request.param}")
-    live = LiveServer(data_dir, database_url, "--agent-timeout", "1").start()
-    yield live
-    live.stop()
+    yield from live_server(request, tmp_path_factory, "placement", "--agent-timeout", "1")
 
 
 def test_an_instance_whose_agent_is_gone_fails_with_agent(impatient_server: LiveServer) -> None:
