@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from dockyard.store.schema import metadata
@@ -86,4 +86,3 @@ def wipe(engine: Engine) -> None:
     with transaction(engine, write=True) as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
-        conn.execute(text("SELECT 1"))

@@ -8,7 +8,7 @@ back with ``next_key`` set when more follow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ class Store:
         account_id: str,
         region: str,
         family: str,
-        make: Any,
+        make: Callable[[int], TaskDefinition],
     ) -> TaskDefinition:
         """Store the family's next revision: ``make(revision)`` builds it.
 
