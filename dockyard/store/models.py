@@ -100,6 +100,52 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Service:
+    """An ECS service. ``document`` is its configuration in wire names (taskDefinition,
+    desiredCount, launchType, schedulingStrategy, deploymentConfiguration,
+    placementConstraints, placementStrategy, ...); ``state`` is what its reconciler
+    keeps between runs; ``version`` rises with every write."""
+
+    arn: str
+    account_id: str
+    region: str
+    cluster_arn: str
+    name: str
+    status: str  # ACTIVE | DRAINING | INACTIVE
+    created_at: float
+    updated_at: float
+    document: Document = field(default_factory=dict)
+    state: Document = field(default_factory=dict)
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class ServiceDeployment:
+    """One deployment of a service (ECS's ``Deployment``); ``document`` holds the
+    service revision it deploys and the wire fields the columns do not."""
+
+    service_arn: str
+    id: str  # ecs-svc/NNNNNNNNNNNNNNNNNNN
+    status: str  # PRIMARY | ACTIVE | INACTIVE
+    task_definition_arn: str
+    desired_count: int
+    rollout_state: str  # IN_PROGRESS | COMPLETED | FAILED
+    rollout_reason: str
+    failed_tasks: int
+    created_at: float
+    updated_at: float
+    document: Document = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceEvent:
+    id: str
+    service_arn: str
+    created_at: float
+    message: str
+
+
+@dataclass(frozen=True)
 class Attribute:
     """An ECS attribute on a target (today: container instances)."""
 

@@ -103,8 +103,9 @@ container_instances = Table(
     Index("ix_instances_cluster", "cluster_arn", "status"),
 )
 
-# Services arrive with a later issue; their key columns exist now so a cluster can
-# report what it holds and refuse deletion while it holds them.
+# A service's configuration is its document (wire names); ``state`` is what its
+# reconciler remembers between runs (throttle, steady state); ``version`` rises with
+# every write so the loop can tell that a plan was made on an old read.
 services = Table(
     "services",
     metadata,
@@ -113,7 +114,40 @@ services = Table(
     Column("name", NAME, nullable=False),
     Column("status", String(32), nullable=False),
     Column("document", Text, nullable=False),
+    Column("account_id", String(12), nullable=False, server_default=""),
+    Column("region", String(32), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False, server_default="0"),
+    Column("updated_at", Float, nullable=False, server_default="0"),
+    Column("state", Text, nullable=False, server_default="{}"),
+    Column("version", BigInteger, nullable=False, server_default="0"),
     Index("ix_services_cluster", "cluster_arn", "status"),
+)
+
+service_deployments = Table(
+    "service_deployments",
+    metadata,
+    Column("service_arn", ARN, nullable=False),
+    Column("id", String(64), nullable=False),  # ecs-svc/NNNNNNNNNNNNNNNNNNN
+    Column("status", String(32), nullable=False),  # PRIMARY | ACTIVE | INACTIVE
+    Column("task_definition_arn", ARN, nullable=False),
+    Column("desired_count", Integer, nullable=False),
+    Column("rollout_state", String(32), nullable=False),
+    Column("rollout_reason", Text, nullable=False),
+    Column("failed_tasks", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("document", Text, nullable=False),  # the service revision and wire extras
+    PrimaryKeyConstraint("service_arn", "id", name="pk_service_deployments"),
+)
+
+service_events = Table(
+    "service_events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("service_arn", ARN, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_service_events_service", "service_arn", "created_at"),
 )
 
 tasks = Table(
@@ -135,6 +169,7 @@ tasks = Table(
     Column("document", Text, nullable=False),
     Index("ix_tasks_cluster", "cluster_arn", "desired_status"),
     Index("ix_tasks_instance", "container_instance_arn", "desired_status"),
+    Index("ix_tasks_group", "cluster_arn", "group_name"),
 )
 
 # The registry (ECR repositories and OCI content). Blob bytes live in the storage

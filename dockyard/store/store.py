@@ -37,6 +37,7 @@ from dockyard.store.schema import (
     task_definitions,
     tasks,
 )
+from dockyard.store.services import ServiceStore
 from dockyard.store.tasks import PENDING_STATUSES, TaskStore
 from dockyard.store.tasks import instance as _instance
 
@@ -57,6 +58,7 @@ class Store:
         self.engine = engine
         self.registry = RegistryStore(engine)
         self.tasks = TaskStore(engine)
+        self.services = ServiceStore(engine)
 
     @classmethod
     def open(cls, url: str | None, data_dir: Path) -> Store:

@@ -193,6 +193,23 @@ class TaskStore:
             return Page(tuple(items[:limit]), items[limit - 1].arn)
         return Page(tuple(items), None)
 
+    def of_group(
+        self, cluster_arn: str, group: str, *, stopped_of: Collection[str] = ()
+    ) -> list[Task]:
+        """The group's tasks that are not STOPPED, and its STOPPED ones started by one of
+        ``stopped_of`` (a service's live deployment IDs), oldest first."""
+        t = tasks.c
+        alive = t.last_status != "STOPPED"
+        if stopped_of:
+            alive = alive | t.started_by.in_(sorted(stopped_of))
+        query = (
+            select(tasks)
+            .where(t.cluster_arn == cluster_arn, t.group_name == group, alive)
+            .order_by(t.created_at, t.arn)
+        )
+        with db.transaction(self.engine) as conn:
+            return [_task(r) for r in conn.execute(query)]
+
     def on_instance(self, instance_arn: str) -> list[Task]:
         """The instance's tasks that are not STOPPED yet, oldest first."""
         t = tasks.c
