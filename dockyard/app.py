@@ -26,6 +26,7 @@ from dockyard.api.errors import AccessDeniedException, AwsError, ServerException
 from dockyard.api.identity import Identities
 from dockyard.api.sigv4 import Caller, SignedRequest, verify
 from dockyard.config import ServerConfig
+from dockyard.control.hub import ControlHub
 from dockyard.ecr import ECR
 from dockyard.ecr.lifecycle_api import apply_to_repository
 from dockyard.ecs import ECS, agent_channel
@@ -56,6 +57,7 @@ class Dockyard:
         )
         self.services = awsjson.Services(ECS, ECR)
         self.agents = AgentHub(timeout=config.agent_timeout)
+        self.control = ControlHub()
 
     async def authenticate(self, request: Request) -> tuple[Caller, bytes]:
         body = await request.body()
@@ -90,6 +92,7 @@ class Dockyard:
             now=time.time(),
             registry=self.registry,
             agents=self.agents,
+            control=self.control,
             caller_instance=_signed_header(request, CALLER_HEADER),
         )
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from dockyard.api.agent_hub import AgentHub
 from dockyard.api.identity import Identity
+from dockyard.control.hub import ControlHub
 from dockyard.registry.service import Registry
 from dockyard.store.store import Store
 
@@ -19,6 +20,7 @@ class RequestContext:
     now: float  # epoch seconds; handlers take the clock from here, never from time()
     registry: Registry
     agents: AgentHub = field(default_factory=AgentHub)  # the agent channel's wake-ups
+    control: ControlHub = field(default_factory=ControlHub)  # the service loop's wake-ups
     # The container instance an agent's report says it comes from (a signed header).
     caller_instance: str | None = None
 
