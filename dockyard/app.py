@@ -27,9 +27,10 @@ from dockyard.api.identity import Identities
 from dockyard.api.sigv4 import Caller, SignedRequest, verify
 from dockyard.config import ServerConfig
 from dockyard.control.hub import ControlHub
+from dockyard.control.loop import ServiceLoop
 from dockyard.ecr import ECR
 from dockyard.ecr.lifecycle_api import apply_to_repository
-from dockyard.ecs import ECS, agent_channel
+from dockyard.ecs import ECS, agent_channel, task_placement
 from dockyard.ecs.task_reports import CALLER_HEADER
 from dockyard.registry.auth import Tokens, load_or_create_key
 from dockyard.registry.routes import routes as registry_routes
@@ -115,6 +116,7 @@ class Dockyard:
     def wipe(self) -> None:
         """Forget every resource and every stored blob."""
         self.store.wipe()
+        task_placement.forget()
         storage = self.registry.storage
         for digest, _ in list(storage.digests()):
             storage.delete(digest)
@@ -165,8 +167,24 @@ def _lifespan(dockyard: Dockyard) -> Callable[[Starlette], AbstractAsyncContextM
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         jobs = [
             asyncio.create_task(background.run_forever(job))
-            for job in background.registry_jobs(dockyard.registry)
+            for job in [
+                *background.registry_jobs(dockyard.registry),
+                background.lost_host_job(
+                    dockyard.store,
+                    dockyard.control,
+                    dockyard.agents,
+                    dockyard.config.lost_host_grace,
+                ),
+            ]
         ]
+        services = ServiceLoop(
+            dockyard.store,
+            registry=dockyard.registry,
+            agents=dockyard.agents,
+            control=dockyard.control,
+            lost_host_grace=dockyard.config.lost_host_grace,
+        )
+        jobs.append(asyncio.create_task(services.run_forever()))
         yield
         for job in jobs:
             job.cancel()

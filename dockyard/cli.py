@@ -23,7 +23,7 @@ from dockyard.api.identity import (
     parse_identity_flag,
 )
 from dockyard.app import create_app
-from dockyard.config import DEFAULT_ACCOUNT_ID, ServerConfig
+from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_LOST_HOST_GRACE, ServerConfig
 from dockyard.store.store import Store
 
 app = typer.Typer(
@@ -49,6 +49,15 @@ AgentTimeout = Annotated[
     float,
     typer.Option(help="Seconds without a poll after which an agent shows agentConnected false."),
 ]
+LostHostGrace = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        help="Seconds without a poll after which an agent's host is lost: its tasks are "
+        "STOPPED (stopCode InfrastructureHealth) and services replace them. At least "
+        "--agent-timeout.",
+    ),
+]
 IdentityFlags = Annotated[
     list[str] | None,
     typer.Option(
@@ -68,6 +77,7 @@ def _config(
     identity: list[str] | None,
     registry_address: str | None = None,
     agent_timeout: float = DEFAULT_AGENT_TIMEOUT,
+    lost_host_grace: float = DEFAULT_LOST_HOST_GRACE,
 ) -> ServerConfig:
     if not (len(account_id) == 12 and account_id.isdigit()):
         raise typer.BadParameter("must be 12 digits", param_hint="--account-id")
@@ -79,6 +89,13 @@ def _config(
         raise typer.BadParameter(
             "must be a positive number of seconds", param_hint="--agent-timeout"
         )
+    if lost_host_grace < agent_timeout:
+        # A healthy agent may be between polls for up to a third of the agent timeout.
+        raise typer.BadParameter(
+            f"must be at least --agent-timeout ({agent_timeout:g} s): an agent still in "
+            "contact must never count as lost",
+            param_hint="--lost-host-grace",
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     config = ServerConfig(
         host,
@@ -89,6 +106,7 @@ def _config(
         extra,
         registry_address,
         agent_timeout=agent_timeout,
+        lost_host_grace=lost_host_grace,
     )
     try:
         config.identities()
@@ -123,6 +141,7 @@ def server(
     identity: IdentityFlags = None,
     registry_address: RegistryAddress = None,
     agent_timeout: AgentTimeout = DEFAULT_AGENT_TIMEOUT,
+    lost_host_grace: LostHostGrace = DEFAULT_LOST_HOST_GRACE,
 ) -> None:
     """Run the control plane and registry."""
     _serve(
@@ -135,6 +154,7 @@ def server(
             identity,
             registry_address,
             agent_timeout=agent_timeout,
+            lost_host_grace=lost_host_grace,
         )
     )
 
@@ -146,10 +166,21 @@ def up(
     database_url: DatabaseUrl = None,
     account_id: AccountId = DEFAULT_ACCOUNT_ID,
     identity: IdentityFlags = None,
+    agent_timeout: AgentTimeout = DEFAULT_AGENT_TIMEOUT,
+    lost_host_grace: LostHostGrace = DEFAULT_LOST_HOST_GRACE,
 ) -> None:
     """Everything on this machine: the server, and an agent on the local Docker Engine
     joining cluster ``default``."""
-    config = _config("127.0.0.1", port, data_dir, database_url, account_id, identity)
+    config = _config(
+        "127.0.0.1",
+        port,
+        data_dir,
+        database_url,
+        account_id,
+        identity,
+        agent_timeout=agent_timeout,
+        lost_host_grace=lost_host_grace,
+    )
     agent_process, note = _start_local_agent(config)
     try:
         _serve(config, [note])

@@ -10,6 +10,9 @@ from dockyard.api.identity import DEFAULT_IDENTITY, Identities, Identity, load_i
 
 DEFAULT_ACCOUNT_ID = "000000000000"
 IDENTITIES_FILE = "identities.json"
+# Seconds an agent may stay silent before its host is lost and its tasks are STOPPED
+# (dockyard/control/instance_health.py). ECS has no such limit: the tasks stay for ever.
+DEFAULT_LOST_HOST_GRACE = 300.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class ServerConfig:
     extra_identities: tuple[Identity, ...] = field(default=())
     registry_address: str | None = None  # None: HOST:PORT (127.0.0.1 for a wildcard host)
     agent_timeout: float = DEFAULT_AGENT_TIMEOUT  # seconds of silence: agentConnected false
+    lost_host_grace: float = DEFAULT_LOST_HOST_GRACE  # seconds of silence: tasks STOPPED
 
     @property
     def advertised_address(self) -> str:

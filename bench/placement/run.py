@@ -1,7 +1,7 @@
 """Placement throughput. Part (a): the engine alone, no API, no store.
 
     .venv/bin/python bench/placement/run.py [--instances 5000] [--tasks 50000]
-                                            [--batch 0] [--repeat 3] [--seed 1]
+                                            [--batch 0] [--repeat 3] [--seed 1] [--index]
 
 Parts (b) and (c), RunTask through the HTTP API on SQLite, PostgreSQL and moto server
 (``api_load.py``), on the same cluster and with the same task, strategies and constraint:
@@ -15,8 +15,10 @@ part used) and places ``--tasks`` tasks of one service with
 spread(attribute:ecs.availability-zone) + binpack(memory) and a memberOf constraint
 that rules out the t3 instances. ``--batch 0`` places them in one call; ``--batch 10``
 in calls of 10 as RunTask would, each call starting from the snapshot the previous
-calls left (the snapshot update is not timed: the store does that part). Every run is
-checked: no instance overcommitted, the constraint held, zones within one task.
+calls left (the snapshot update is not timed: the store does that part); with
+``--index`` those calls go through ``PlacementIndex`` as RunTask's do, kept between
+calls and told which instances changed. Every run is checked: no instance
+overcommitted, the constraint held, zones within one task.
 
 Prints placements per second for each run and the median, against the goal (20,000/s
 with exact semantics: every task goes to an instance the strategies rank best).
@@ -35,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 
+from dockyard.scheduler.index import PlacementIndex
 from dockyard.scheduler.model import (
     AVAILABILITY_ZONE,
     Constraint,
@@ -91,39 +94,45 @@ def cluster(size: int, rng: random.Random) -> list[Instance]:
     return instances
 
 
-def run(instances: list[Instance], tasks: int, batch: int, seed: int) -> tuple[float, list[str]]:
-    """Seconds spent in ``place`` and the placements, in order."""
+def run(
+    instances: list[Instance], tasks: int, batch: int, seed: int, indexed: bool = False
+) -> tuple[float, list[str]]:
+    """Seconds spent in ``place`` (or the index) and the placements, in order."""
     rng = random.Random(seed)
     if batch <= 0:
         started = time.perf_counter()
         result = place(DEMAND, tasks, instances, CONSTRAINTS, STRATEGIES, rng)
         return time.perf_counter() - started, list(result.placements)
-    snapshot = {i.arn: i for i in instances}
+    snapshot = list(instances)
+    at = {i.arn: k for k, i in enumerate(instances)}
+    index = PlacementIndex(DEMAND, CONSTRAINTS, STRATEGIES) if indexed else None
+    changed: set[int] | None = None  # the first sync takes them all
     placed: list[str] = []
     spent = 0.0
     while len(placed) < tasks:
+        count = min(batch, tasks - len(placed))
         started = time.perf_counter()
-        result = place(
-            DEMAND,
-            min(batch, tasks - len(placed)),
-            list(snapshot.values()),
-            CONSTRAINTS,
-            STRATEGIES,
-            rng,
-        )
+        if index is not None:
+            index.sync(snapshot, changed)
+            result = index.place(count, rng)
+        else:
+            result = place(DEMAND, count, snapshot, CONSTRAINTS, STRATEGIES, rng)
         spent += time.perf_counter() - started
         if not result.placements:
             break
+        changed = set()
         for arn in result.placements:  # what the store would write back
-            i = snapshot[arn]
+            k = at[arn]
+            i = snapshot[k]
             counts = {**i.group_counts, GROUP: i.group_counts.get(GROUP, 0) + 1}
-            snapshot[arn] = replace(
+            snapshot[k] = replace(
                 i,
                 remaining=charge(i.remaining, DEMAND),
                 running_tasks_count=i.running_tasks_count + 1,
                 group_counts=counts,
                 task_groups=i.task_groups | {GROUP},
             )
+            changed.add(k)
         placed += result.placements
     return spent, placed
 
@@ -147,6 +156,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="tasks per call; 0: one call")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--index", action="store_true", help="--batch N: through PlacementIndex, as RunTask"
+    )
     parser.add_argument("--api", action="store_true", help="parts (b) and (c): RunTask via HTTP")
     parser.add_argument("--clients", type=int, default=8, help="--api: concurrent clients")
     parser.add_argument("--moto-instances", type=int, help="--api: default --instances")
@@ -170,13 +182,15 @@ def main() -> None:
         )
         return
     shape = "one call" if args.batch <= 0 else f"calls of {args.batch}"
+    if args.batch > 0 and args.index:
+        shape += " (PlacementIndex)"
     print(
         f"placement engine: {args.instances} instances in {len(ZONES)} zones, "
         f"{args.tasks} tasks in {shape}, spread(zone) + binpack(memory) + memberOf"
     )
     rates = []
     for attempt in range(args.repeat):
-        seconds, placed = run(instances, args.tasks, args.batch, args.seed + attempt)
+        seconds, placed = run(instances, args.tasks, args.batch, args.seed + attempt, args.index)
         check(instances, placed, args.tasks)
         rates.append(len(placed) / seconds)
         print(f"  run {attempt + 1}: {len(placed)} placed in {seconds:.2f} s = {rates[-1]:,.0f}/s")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
@@ -279,6 +280,9 @@ def docker_host_facts(base_url: str | None = None) -> tuple[str | None, StatsFet
         log.warning("cannot read the docker bridge network: %s", error)
         return None, None
     gateway = next((c["Gateway"] for c in configs if c.get("Gateway")), None)
+    if gateway is None:  # an engine may record only the subnet: its gateway is the first host
+        subnet = next((c["Subnet"] for c in configs if ":" not in c.get("Subnet", ":")), None)
+        gateway = str(next(ipaddress.ip_network(subnet).hosts())) if subnet else None
 
     def stats(docker_id: str) -> Mapping[str, Any]:
         sample: Mapping[str, Any] = api.stats(docker_id, stream=False)

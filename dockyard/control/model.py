@@ -18,9 +18,13 @@ DeploymentStatus = Literal["PRIMARY", "ACTIVE", "INACTIVE"]
 RolloutState = Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
 Health = Literal["HEALTHY", "UNHEALTHY", "UNKNOWN"]
 
+# The stop code of a task given up because its host was lost (instance_health.py).
+HOST_LOST_STOP_CODE = "InfrastructureHealth"
 # Stops that say nothing about the task definition: they never count as failures for
 # the circuit breaker or the throttle.
-NOT_A_FAILURE = frozenset({"UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption"})
+NOT_A_FAILURE = frozenset(
+    {"UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", HOST_LOST_STOP_CODE}
+)
 
 
 @dataclass(frozen=True)

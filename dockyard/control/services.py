@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from dockyard.control.model import (
+    HOST_LOST_STOP_CODE,
     Deployment,
     DeploymentUpdate,
     Plan,
@@ -225,8 +226,9 @@ def _completed(d: Deployment) -> str:
 
 def _failed(task: TaskState, lost: frozenset[str]) -> bool:
     """A task that counts against its task definition: it could not start, its
-    essential container exited, or it failed its health check. Host loss is not."""
-    if not task.stopped or task.instance_arn in lost:
+    essential container exited, or it failed its health check. Host loss is not, even
+    once the instance is back or gone (its last health said nothing about the task)."""
+    if not task.stopped or task.instance_arn in lost or task.stop_code == HOST_LOST_STOP_CODE:
         return False
     return task.stop_code in FAILURE_STOP_CODES or task.health == "UNHEALTHY"
 

@@ -5,6 +5,8 @@ from dockyard.ecs import (  # noqa: F401  (imported for their registrations)
     attributes,
     clusters,
     container_instances,
+    service_deployments,
+    services,
     tags,
     task_definitions,
     task_reports,

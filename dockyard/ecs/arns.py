@@ -60,3 +60,18 @@ def cluster_name(ctx: RequestContext, reference: str) -> str | None:
     ):
         return None
     return arn.resource
+
+
+def in_cluster(ctx: RequestContext, kind: str, cluster_name: str, reference: str) -> str | None:
+    """The ID or name a reference to a ``kind`` resource of the cluster (the bare ID or
+    name, or an ARN in the new ``kind/CLUSTER/ID`` or old ``kind/ID`` form) carries;
+    None for an ARN of another kind, account, region or cluster."""
+    if not reference.startswith("arn:"):
+        return reference
+    arn = parse(reference)
+    if arn is None or arn.kind != kind:
+        return None
+    if (arn.account_id, arn.region) != (ctx.account_id, ctx.region):
+        return None
+    named, _, reference = arn.resource.rpartition("/")
+    return None if named and named != cluster_name else reference

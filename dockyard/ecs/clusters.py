@@ -131,7 +131,7 @@ def delete_cluster(ctx: RequestContext, params: Params) -> Params:
         raise ClusterContainsContainerInstancesException(
             "The Cluster cannot be deleted while Container Instances are active or draining."
         )
-    if counts.active_services:
+    if counts.active_services or counts.draining_services:
         raise ClusterContainsServicesException(
             "The Cluster cannot be deleted while Services are active."
         )

@@ -53,18 +53,10 @@ def is_custom(name: str) -> bool:
 def instance_arn(ctx: RequestContext, cluster: Cluster, reference: str) -> str | None:
     """The ARN a container instance ID or ARN stands for in ``cluster``, or None when it
     cannot name an instance of that cluster in the caller's account and region."""
-    if reference.startswith("arn:"):
-        arn = arns.parse(reference)
-        if arn is None or arn.kind != TARGET_TYPE:
-            return None
-        if (arn.account_id, arn.region) != (ctx.account_id, ctx.region):
-            return None
-        cluster_name, _, reference = arn.resource.rpartition("/")
-        if cluster_name and cluster_name != cluster.name:
-            return None
-    if not _INSTANCE_ID.fullmatch(reference):
+    found = arns.in_cluster(ctx, TARGET_TYPE, cluster.name, reference)
+    if found is None or not _INSTANCE_ID.fullmatch(found):
         return None
-    return arns.container_instance(ctx, cluster.name, reference)
+    return arns.container_instance(ctx, cluster.name, found)
 
 
 def find_container_instance(
@@ -169,7 +161,7 @@ def register_container_instance(ctx: RequestContext, params: Params) -> Params:
         "version": (previous.document.get("version", 1) + 1) if previous else 1,
         "versionInfo": dict(request.version_info),
         "registeredResources": list(request.resources),
-        "remainingResources": list(request.resources),  # recomputed below if tasks hold any
+        "remainingResources": list(request.resources),  # less what its tasks hold, if any
     }
     instance = ContainerInstance(
         arn=arn,
@@ -181,16 +173,18 @@ def register_container_instance(ctx: RequestContext, params: Params) -> Params:
         registered_at=previous.registered_at if previous else ctx.now,
         document=document,
     )
-    ctx.store.put_container_instance(instance)
+    if previous is None:
+        ctx.store.put_container_instance(instance)
+    else:  # remaining resources and all in one write: never a moment the host looks free
+        ctx.store.tasks.reregister(instance)
     ctx.store.tasks.touch(arn, ctx.now)  # registering is contact
-    if previous is not None:
-        ctx.store.tasks.recompute_remaining(arn)
     instance = ctx.store.get_container_instance(arn) or instance
     ctx.store.delete_attributes(a for a in old if not is_custom(a.name) and a.name not in new)
     ctx.store.put_attributes(
         Attribute(cluster.arn, TARGET_TYPE, arn, name, value) for name, value in new.items()
     )
     ctx.store.put_tags(arn, request.tags)
+    ctx.control.wake(cluster.arn)  # DAEMON services run a task on every instance
     include = frozenset({"TAGS"}) if request.tags else frozenset()
     return {"containerInstance": _wire(ctx, instance, include)}
 
@@ -231,6 +225,7 @@ def deregister_container_instance(ctx: RequestContext, params: Params) -> Params
             ),
         )
     ctx.agents.notify([instance.arn])
+    ctx.control.wake(cluster.arn)  # services replace the tasks it held
     inactive = replace(instance, status="INACTIVE")
     ctx.store.delete_attributes(attributes)
     # The answer shows the instance as it was deregistered, attributes included.
@@ -341,8 +336,8 @@ def _query_facts(
 
 @ECS.operation("UpdateContainerInstancesState")
 def update_container_instances_state(ctx: RequestContext, params: Params) -> Params:
-    """ACTIVE or DRAINING. What draining does to service tasks comes with services;
-    here a DRAINING instance only stops receiving new tasks."""
+    """ACTIVE or DRAINING. A DRAINING instance receives no new tasks; services replace
+    theirs there (dockyard/control); standalone tasks are left alone."""
     cluster = find_cluster(ctx, params.get("cluster"))
     status = params["status"]
     if status not in ("ACTIVE", "DRAINING"):
@@ -361,4 +356,5 @@ def update_container_instances_state(ctx: RequestContext, params: Params) -> Par
             instance = replace(instance, status=status)
         found.append(_wire(ctx, instance))
     ctx.agents.notify(i["containerInstanceArn"] for i in found)
+    ctx.control.wake(cluster.arn)  # services move their tasks off DRAINING instances
     return {"containerInstances": found, "failures": failures}

@@ -12,6 +12,11 @@ tags and overrides are its own) and, when the run stopped before reaching them, 
 failure with the closest instance, as a run of its own would have reported.
 
 Calls not alike are placed one kind after another, each kind with its own write.
+
+The lock holder reads the cluster for each kind (``current``: a read only when the
+cluster changed other than by this process's placements) and places with the kind's
+``PlacementIndex``, kept between batches, so a batch costs what changed since the last
+one rather than a pass over every instance.
 """
 
 from __future__ import annotations
@@ -22,25 +27,24 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from dockyard.ecs.placement_journal import journal
-from dockyard.ecs.placement_snapshot import ZONE, ClusterSnapshot, cluster_lock
-from dockyard.scheduler.model import Constraint, Failure, Strategy, TaskDemand
+from dockyard.ecs.placement_snapshot import ZONE, ClusterSnapshot, cluster_lock, current, needs
+from dockyard.scheduler.index import PlacementIndex, supports
+from dockyard.scheduler.model import (
+    Constraint,
+    Failure,
+    PlacementResult,
+    Strategy,
+    TaskDemand,
+)
 from dockyard.scheduler.placement import place
 from dockyard.store.models import Task
 from dockyard.store.store import Store
+from dockyard.store.tasks import Placed
 
 NewTask = Callable[[str, str | None], Task]  # (instance ARN, its zone) -> the task to write
 # Ties are drawn uniformly (scheduler/README.md); one generator, seeded by the OS once,
 # as seeding one per call costs more than the draws.
 _RNG = random.Random()
-
-
-@dataclass(frozen=True)
-class Read:
-    """A snapshot, the journal's mark when its read began, and when that was."""
-
-    mark: int
-    started: float  # time.monotonic()
-    cluster: ClusterSnapshot
 
 
 @dataclass(eq=False)
@@ -50,8 +54,10 @@ class Call:
     strategies: tuple[Strategy, ...]
     count: int
     new_task: NewTask
-    read: Read  # begun after the call arrived
+    now: float  # the call's clock: agents in contact at it are connected
+    agent_timeout: float
     # Filled in when placed:
+    empty: bool = False  # the cluster had no ACTIVE or DRAINING instance
     placed: list[Task] = field(default_factory=list)
     refused: list[tuple[Task, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -60,7 +66,7 @@ class Call:
 
     @property
     def kind(self) -> Hashable:
-        return (self.demand, self.constraints, self.strategies)
+        return (self.demand, self.constraints, self.strategies, self.agent_timeout)
 
 
 def submit(store: Store, cluster_arn: str, call: Call) -> None:
@@ -94,14 +100,26 @@ def _place_all(store: Store, cluster_arn: str, batch: list[Call]) -> None:
 
 def _place_alike(store: Store, cluster_arn: str, calls: list[Call]) -> None:
     first, written = calls[0], journal(cluster_arn)
-    # The newest read began after every call here arrived (each one's own read did).
-    read = max((call.read for call in calls), key=lambda r: r.started)
-    cluster = read.cluster
-    instances = written.catch_up(
-        cluster.instances, cluster.versions, cluster.index, read.mark, first.demand.group
+    # Read after every call here arrived, at the latest clock among them.
+    cluster = current(
+        store,
+        cluster_arn,
+        needs(first.demand, first.constraints, first.strategies),
+        now=max(call.now for call in calls),
+        agent_timeout=first.agent_timeout,
+        written=written,
     )
+    instances = cluster.instances
+    if not instances:
+        for call in calls:
+            call.empty = True
+        return
     total = sum(call.count for call in calls)
-    result = place(first.demand, total, instances, first.constraints, first.strategies, _RNG)
+    index = _index(cluster_arn, first)
+    if index is None:
+        result = place(first.demand, total, instances, first.constraints, first.strategies, _RNG)
+    else:
+        result = index.place(cluster, total)
     new: list[tuple[Call, Task]] = []
     start = 0
     for call in calls:
@@ -115,12 +133,61 @@ def _place_alike(store: Store, cluster_arn: str, calls: list[Call]) -> None:
     distinct = any(c.type == "distinctInstance" for c in first.constraints)
     done = store.tasks.place([task for _, task in new], distinct=distinct)
     written.record(done)
+    if index is not None:
+        index.written(cluster, done)
     refused = {task.arn: reason for task, reason in done.refused}
     for call, task in new:
         if task.arn in refused:
             call.refused.append((task, refused[task.arn]))
         else:
             call.placed.append(task)
+
+
+class _Index:
+    """A kind's ``PlacementIndex`` and the snapshot it was last synced with."""
+
+    def __init__(self, call: Call) -> None:
+        self.engine = PlacementIndex(call.demand, call.constraints, call.strategies)
+        self.synced = 0  # the serial of the snapshot last synced with; 0: none
+
+    def place(self, cluster: ClusterSnapshot, count: int) -> PlacementResult:
+        follows = cluster.since != 0 and cluster.since == self.synced
+        self.engine.sync(cluster.instances, cluster.changed if follows else None)
+        # It now holds its placements: the snapshot plus them, once they are written.
+        self.synced = 0
+        return self.engine.place(count, _RNG)
+
+    def written(self, cluster: ClusterSnapshot, done: Placed) -> None:
+        """After the write: only when the store took every task is the index the
+        snapshot plus what the journal has (a refused one is in it all the same)."""
+        if not done.refused:
+            self.synced = cluster.serial
+
+
+def _index(cluster_arn: str, call: Call) -> _Index | None:
+    """The kind's index on the cluster, if it places exactly as ``place``."""
+    if not supports(call.constraints):
+        return None
+    key = (cluster_arn, call.kind)
+    with _INDEXES_LOCK:
+        index = _INDEXES.pop(key, None)  # put back last: the dict's order is of use
+        if index is None:
+            index = _Index(call)
+            if len(_INDEXES) >= _INDEX_LIMIT:
+                _INDEXES.pop(next(iter(_INDEXES)))
+        _INDEXES[key] = index
+    return index  # the cluster's lock is held: no one else uses it
+
+
+_INDEX_LIMIT = 32  # (cluster, kind of call) indexes kept, the least recently used go
+_INDEXES: dict[tuple[str, Hashable], _Index] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def forget() -> None:
+    """Drop the indexes (the store was wiped)."""
+    with _INDEXES_LOCK:
+        _INDEXES.clear()
 
 
 @dataclass

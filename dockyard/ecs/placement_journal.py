@@ -1,14 +1,16 @@
 """This process's recent placements per cluster, for snapshots read while they were
 being written.
 
-RunTask reads its snapshot of the cluster without holding the cluster's lock (the read
-is most of a call's time), then takes the lock to choose and write. Placements other
-calls wrote meanwhile may be missing from that snapshot; if the engine did not see
-them it would choose the same instances again and lose the race at the store. The
-journal has every placement this process wrote, with the ``assignments_version`` the
-write gave its instance. Versions only rise and the snapshot is a consistent one, so
-an instance whose version in the snapshot is below a placement's missed exactly that
-placement, and ``catch_up`` charges it to the instance.
+StartTask reads its snapshot of the cluster without holding the cluster's lock, then
+takes the lock to check and write. Placements other calls wrote meanwhile may be
+missing from that snapshot; if it did not see them it would give the same resources
+again and lose the race at the store. The journal has every placement this process
+wrote, with the ``assignments_version`` the write gave its instance (and the cluster's
+``placement_version``). Versions only rise and the snapshot is a consistent one, so an
+instance whose version in the snapshot is below a placement's missed exactly that
+placement, and ``catch_up`` charges it to the instance. RunTask, which reads under the
+lock, uses the journal the other way round: ``since`` tells what this process wrote
+after its last read, so that ``placement_snapshot.current`` can skip the next read.
 
 What the journal cannot know (placements by other server processes, tasks stopping)
 is either in the snapshot or not; the store re-checks every placement either way.
@@ -28,10 +30,11 @@ _KEPT = 4096  # placements per cluster; a snapshot older than them just risks a 
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
     seq: int
     instance_arn: str
     version: int  # the instance's assignments_version once this was written
+    cluster_version: int | None  # the cluster's placement_version then (None: no cluster)
     group: str
     held: Resources
 
@@ -39,7 +42,7 @@ class _Entry:
 class Journal:
     def __init__(self) -> None:
         self._seq = 0
-        self._entries: deque[_Entry] = deque(maxlen=_KEPT)
+        self._entries: deque[Entry] = deque(maxlen=_KEPT)
 
     def mark(self) -> int:
         """Take before reading a snapshot: what was written before is in it."""
@@ -53,8 +56,17 @@ class Journal:
                 continue
             self._seq += 1
             r = task.resources
-            held = Resources(r.cpu, r.memory, r.ports, r.ports_udp)
-            self._entries.append(_Entry(self._seq, arn, written.versions[arn], task.group, held))
+            held = Resources(r.cpu, r.memory, r.ports, r.ports_udp, len(r.gpus))
+            self._entries.append(
+                Entry(
+                    self._seq,
+                    arn,
+                    written.versions[arn],
+                    written.cluster_versions.get(task.cluster_arn),
+                    task.group,
+                    held,
+                )
+            )
 
     def catch_up(
         self,
@@ -71,10 +83,17 @@ class Journal:
             k = index.get(entry.instance_arn)
             if k is None or versions[k] >= entry.version:
                 continue  # not placeable any more, or already in the snapshot
-            caught[k] = _charged(caught[k], entry, group)
+            caught[k] = charged(caught[k], entry, group)
         return caught
 
-    def _since(self, mark: int) -> list[_Entry]:
+    def since(self, mark: int) -> list[Entry] | None:
+        """The placements written after ``mark``, oldest first; None when some of them
+        are no longer kept."""
+        if self._seq - mark > len(self._entries):
+            return None
+        return self._since(mark)[::-1]
+
+    def _since(self, mark: int) -> list[Entry]:
         found = []
         for entry in reversed(self._entries):
             if entry.seq <= mark:
@@ -83,7 +102,8 @@ class Journal:
         return found
 
 
-def _charged(instance: Instance, entry: _Entry, group: str) -> Instance:
+def charged(instance: Instance, entry: Entry, group: str) -> Instance:
+    """``instance`` holding the task of ``entry`` too."""
     left, held = instance.remaining, entry.held
     remaining = Resources(
         cpu=left.cpu - held.cpu,

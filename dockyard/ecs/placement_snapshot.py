@@ -20,10 +20,19 @@ never answer differently from a fresh build:
 
 ``snapshot`` runs without the cluster's lock (concurrent calls read in parallel); the
 memos are only ever replaced whole, and a version they lack is read again.
+
+``current`` skips even that read when nothing changed but this process's own
+placements: holding the cluster's lock (so every placement of this process is written
+and in the journal), it asks the store for the cluster's ``fingerprint``. When that is
+the last read's but for the cluster versions the journal's placements since then
+raised (each write raises it by one: anyone else's write leaves a gap or makes it
+larger), and no agent came back into contact or went out of it, the last snapshot
+with the journal's placements charged is what a read would give. Otherwise it reads.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +40,7 @@ from typing import NamedTuple
 
 import orjson
 
+from dockyard.ecs.placement_journal import Journal, charged
 from dockyard.scheduler import model
 from dockyard.scheduler.model import AVAILABILITY_ZONE, Constraint, Instance, Strategy, TaskDemand
 from dockyard.store import resources as stored
@@ -43,6 +53,7 @@ from dockyard.store.placement import (
     REGISTERED_AT,
     STATUS,
     VERSION,
+    Fingerprint,
     InstanceDocument,
     InstanceRow,
     PlacementView,
@@ -96,11 +107,16 @@ def cluster_lock(cluster_arn: str) -> threading.Lock:
 
 @dataclass(frozen=True)
 class ClusterSnapshot:
-    """The instances in ARN order, the version each was read at, and where each is."""
+    """The instances in ARN order, the version each was read at, and where each is.
+    ``current`` numbers its answers (``serial``); when one is the one before
+    (``since``) with a few instances charged, ``changed`` has their positions."""
 
     instances: list[Instance]
     versions: list[int]
     index: dict[str, int]
+    serial: int = 0  # 0: not from ``current``
+    since: int = 0
+    changed: frozenset[int] = frozenset()
 
 
 def snapshot(
@@ -114,6 +130,17 @@ def snapshot(
 ) -> ClusterSnapshot:
     """The cluster's ACTIVE and DRAINING instances (or those of ``instance_arns``) as
     placement sees them at ``now``."""
+    return _read(store, cluster_arn, wanted, now, agent_timeout, instance_arns).result()
+
+
+def _read(
+    store: Store,
+    cluster_arn: str,
+    wanted: Needs,
+    now: float,
+    agent_timeout: float,
+    instance_arns: Collection[str] | None = None,
+) -> _Snapshot:
     view = store.tasks.placement_view(
         cluster_arn,
         group=wanted.group,
@@ -127,7 +154,7 @@ def snapshot(
         _remember(arn, document)
     build = _Builder(store, cluster_arn, view, wanted.group, now, agent_timeout)
     if instance_arns is not None:  # StartTask's few: nothing to gain from the memo
-        return _Snapshot(view, [build(k) for k in range(len(view.instances))], []).result()
+        return _Snapshot(view, [build(k) for k in range(len(view.instances))], [])
     key = (cluster_arn, wanted, agent_timeout)
     last = _SNAPSHOTS.get(key)
     changed = last.changed(view, now) if last is not None else None
@@ -143,7 +170,7 @@ def snapshot(
     if len(_SNAPSHOTS) >= _SNAPSHOT_LIMIT and key not in _SNAPSHOTS:
         _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
     _SNAPSHOTS[key] = made
-    return made.result()
+    return made
 
 
 class _Derived(NamedTuple):
@@ -182,6 +209,7 @@ def _engine(resources: StoredResources) -> model.Resources:
         memory=resources.memory,
         ports_tcp=resources.ports,
         ports_udp=resources.ports_udp,
+        gpus=len(resources.gpus),
     )
 
 
@@ -307,3 +335,101 @@ def _moved(before: Mapping[str, object], after: Mapping[str, object]) -> set[str
 
 
 _SNAPSHOTS: dict[tuple[str, Needs, float], _Snapshot] = {}
+
+
+@dataclass
+class _Current:
+    """What ``current`` last answered for a cluster and kind of call, and the state of
+    the store it stands for."""
+
+    arn: str  # the cluster's
+    cluster: ClusterSnapshot
+    mark: int  # the journal's mark: placements up to it are in ``cluster``
+    fingerprint: Fingerprint  # taken before the read (so it may only miss changes)
+    silent: list[str]  # instances whose agent was out of contact
+    lapses: list[float]  # as _Snapshot.lapses
+
+
+def current(
+    store: Store,
+    cluster_arn: str,
+    wanted: Needs,
+    *,
+    now: float,
+    agent_timeout: float,
+    written: Journal,
+) -> ClusterSnapshot:
+    """``snapshot`` as of now, read only when something other than this process's
+    placements changed (see the module docstring). Call holding ``cluster_lock``."""
+    key = (cluster_arn, wanted, agent_timeout)
+    cutoff = now - agent_timeout
+    last = _CURRENT.get(key)
+    # runningTasksCount moves with task reports, which raise no version.
+    if last is not None and not wanted.running:
+        caught = _caught_up(store, last, written, now, cutoff, wanted.group)
+        if caught is not None:
+            return caught
+    mark = written.mark()
+    found = store.tasks.placement_fingerprint(cluster_arn)
+    made = _read(store, cluster_arn, wanted, now, agent_timeout)
+    read = made.result()
+    # Lists of its own: catching up changes them in place (under the cluster's lock).
+    cluster = ClusterSnapshot(list(read.instances), read.versions, read.index, next(_SERIALS))
+    silent = [i.arn for i in cluster.instances if not i.agent_connected]
+    with _CURRENT_LOCK:  # other clusters' calls change the dict too
+        if len(_CURRENT) >= _SNAPSHOT_LIMIT and key not in _CURRENT:
+            _CURRENT.pop(next(iter(_CURRENT)))
+        _CURRENT[key] = _Current(cluster_arn, cluster, mark, found, silent, list(made.lapses))
+    return cluster
+
+
+_SILENT_LIMIT = 1000  # instances out of contact asked about; past it, read
+
+
+def _caught_up(
+    store: Store, last: _Current, written: Journal, now: float, cutoff: float, group: str
+) -> ClusterSnapshot | None:
+    """The last answer with this process's placements since charged, if the store
+    changed by them alone; else None."""
+    entries = written.since(last.mark)
+    was = last.fingerprint
+    if entries is None or was.cluster_created_at is None or len(last.silent) > _SILENT_LIMIT:
+        return None
+    if not last.lapses[1] <= now < last.lapses[0]:
+        return None  # an agent in contact then is not now
+    raised = sorted({e.cluster_version or 0 for e in entries})
+    if raised != list(range(was.version + 1, was.version + 1 + len(raised))):
+        return None  # another writer raised it in between (or this one wrote no cluster)
+    expected = was._replace(version=was.version + len(raised))
+    found = store.tasks.placement_fingerprint(last.arn, silent=last.silent, cutoff=cutoff)
+    if found != expected:
+        return None
+    cluster = last.cluster
+    instances, versions = cluster.instances, cluster.versions  # current's own lists
+    changed = set()
+    for entry in entries:
+        k = cluster.index.get(entry.instance_arn)
+        if k is None:
+            return None  # not placeable when read: the store refuses it, this cannot be
+        instances[k] = charged(instances[k], entry, group)
+        versions[k] = entry.version
+        changed.add(k)
+    last.cluster = ClusterSnapshot(
+        instances, versions, cluster.index, next(_SERIALS), cluster.serial, frozenset(changed)
+    )
+    last.mark = entries[-1].seq if entries else last.mark
+    last.fingerprint = found
+    return last.cluster
+
+
+_CURRENT: dict[tuple[str, Needs, float], _Current] = {}
+_CURRENT_LOCK = threading.Lock()
+_SERIALS = itertools.count(1)
+
+
+def forget() -> None:
+    """Drop every memo (the store was wiped: what they hold is of another world)."""
+    _SNAPSHOTS.clear()
+    _CURRENT.clear()
+    _DOCUMENTS.clear()
+    _VERSIONS.clear()

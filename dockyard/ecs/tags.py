@@ -2,8 +2,7 @@
 
 Each taggable kind is one line of ``_FINDERS``: a function that takes the parsed ARN and
 returns the ARN the resource's tags are stored under, or None when the caller's account
-and region hold no such resource. Services and capacity providers add their line
-when they arrive.
+and region hold no such resource. Capacity providers add their line when they arrive.
 
 Errors, as ECS reports them:
 
@@ -63,12 +62,21 @@ def _task(ctx: RequestContext, arn: arns.Arn) -> str | None:
     return task.arn if task is not None else None
 
 
+def _service(ctx: RequestContext, arn: arns.Arn) -> str | None:
+    """``CLUSTER/NAME``; the old ``service/NAME`` form names no cluster, so no service."""
+    if "/" not in arn.resource:
+        return None
+    service = ctx.store.services.get(arns.make(ctx, "service", arn.resource))
+    return service.arn if service is not None and service.status != "INACTIVE" else None
+
+
 # ARN kind -> where that kind of resource's tags live (None: no such resource).
 _FINDERS: dict[str, Finder] = {
     "cluster": _cluster,
     "task-definition": _task_definition,
     "container-instance": _container_instance,
     "task": _task,
+    "service": _service,
 }
 
 

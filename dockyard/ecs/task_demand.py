@@ -42,8 +42,9 @@ def container_size(container: Mapping[str, Any], overrides: Overrides) -> Contai
 def task_resources(definition: Mapping[str, Any], overrides: Overrides) -> Resources:
     """What a task holds on its instance: task-level cpu/memory when given (overrides
     first), else the containers' sums (memoryReservation, else memory); static host
-    ports in bridge and host mode (awsvpc tasks have their own network namespace)."""
-    cpu = memory = 0
+    ports in bridge and host mode (awsvpc tasks have their own network namespace); the
+    GPUs its containers' resourceRequirements ask for (overrides first)."""
+    cpu = memory = gpus = 0
     ports: set[int] = set()
     ports_udp: set[int] = set()
     host_ports = definition.get("networkMode", "bridge") in ("bridge", "host")
@@ -51,6 +52,7 @@ def task_resources(definition: Mapping[str, Any], overrides: Overrides) -> Resou
         size = container_size(container, overrides)
         cpu += size.cpu
         memory += size.reservation or size.memory or 0
+        gpus += _gpus(container, overrides)
         for mapping in container.get("portMappings") or []:
             if host_ports and mapping.get("hostPort"):
                 udp = mapping.get("protocol") == "udp"
@@ -62,7 +64,18 @@ def task_resources(definition: Mapping[str, Any], overrides: Overrides) -> Resou
         memory=int(task_memory) if task_memory is not None else memory,
         ports=frozenset(ports),
         ports_udp=frozenset(ports_udp),
+        gpu_count=gpus,
     )
+
+
+def _gpus(container: Mapping[str, Any], overrides: Overrides) -> int:
+    """The GPUs a container's resourceRequirements (or their override) ask for."""
+    requirements = container.get("resourceRequirements") or []
+    for override in overrides.wire.get("containerOverrides") or []:
+        if override.get("name") == container["name"] and "resourceRequirements" in override:
+            requirements = override["resourceRequirements"] or []
+    values = [str(r.get("value") or "") for r in requirements if r.get("type") == "GPU"]
+    return sum(int(v) for v in values if v.isdigit())
 
 
 def placement_demand(
@@ -75,6 +88,7 @@ def placement_demand(
         memory=resources.memory,
         ports_tcp=resources.ports,
         ports_udp=resources.ports_udp,
+        gpus=resources.gpu_count,
         required_attributes=parse_required_attributes(required_attributes(definition)),
         group=group,
         family=family,

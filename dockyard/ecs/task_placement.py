@@ -5,16 +5,15 @@ RunTask: the engine chooses among all the cluster's instances with the call's
 strategies (by default: random for standalone tasks, the service default for a
 ``service:`` group) and the constraints of the task definition and the call.
 
-Concurrent calls share snapshot reads (``shared_reads``: one read serves every call
-that arrived before it began), then choose and write one at a time per cluster in
-this process (``cluster_lock``, as Nomad applies plans one at a time; calls alike that
-wait for it are placed together, ``placement_batch``), first adding to the snapshot
-what was written since its read began (``placement_journal``). Without that, binpack
-and spread being deterministic, concurrent calls would choose the same instances and
-all but one lose the race. A race can still be lost to another server process on the
-same database: then the store refuses the task and the engine runs again on a new
-snapshot for the tasks still to place, up to ``ATTEMPTS`` times. A lost race costs a
-retry, never an overcommit.
+Calls read, choose and write one at a time per cluster in this process
+(``cluster_lock``, as Nomad applies plans one at a time; calls alike that wait for it
+are placed together, ``placement_batch``), so concurrent calls never choose from a
+snapshot that misses another's placements. The read is cheap when only this process's
+placements changed the cluster since the last one (``placement_snapshot.current``).
+A race can still be lost to another server process on the same database: then the
+store refuses the task and the engine runs again on a new snapshot for the tasks
+still to place, up to ``ATTEMPTS`` times. A lost race costs a retry, never an
+overcommit.
 
 StartTask: the caller is the scheduler. Each named instance gets one task if it can
 hold it: status, agent, resources, requiresAttributes and the task definition's
@@ -25,14 +24,14 @@ instance was the caller's choice.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from dockyard.api.context import RequestContext
 from dockyard.api.errors import InvalidParameterException
-from dockyard.ecs.placement_batch import Call, NewTask, Read, submit
+from dockyard.ecs import placement_batch, placement_snapshot
+from dockyard.ecs.placement_batch import Call, NewTask, submit
 from dockyard.ecs.placement_journal import journal
 from dockyard.ecs.placement_snapshot import (
     ZONE,
@@ -42,7 +41,6 @@ from dockyard.ecs.placement_snapshot import (
     needs,
     snapshot,
 )
-from dockyard.ecs.shared_reads import SharedReads
 from dockyard.ecs.task_shapes import RunRequest
 from dockyard.scheduler.filters import Feasibility
 from dockyard.scheduler.model import (
@@ -91,26 +89,23 @@ def run_placement(
 ) -> tuple[list[Task], list[Failure]]:
     """Place and write up to ``count`` tasks; what could not be placed is explained in
     the failures (the closest instance's refusal, or the race lost last)."""
-    wanted = needs(demand, constraints, strategies)
-    written = journal(cluster_arn)
     placed: list[Task] = []
     failures: list[Failure] = []
-
-    def read() -> Read:
-        return Read(written.mark(), time.monotonic(), _snapshot(ctx, cluster_arn, wanted))
-
     for attempt in range(ATTEMPTS):
-        # The read, most of a call, runs beside other calls' choosing and writing, and
-        # serves every call that arrived before it began.
-        latest = _READS.read((cluster_arn, wanted, ctx.agents.timeout), read)
-        if not latest.cluster.instances:
+        call = Call(
+            demand,
+            tuple(constraints),
+            tuple(strategies),
+            count - len(placed),
+            new_task,
+            ctx.now,
+            ctx.agents.timeout,
+        )
+        submit(ctx.store, cluster_arn, call)
+        if call.empty:
             if attempt == 0:
                 raise InvalidParameterException(NO_INSTANCES)
             break  # they went away meanwhile: report what the last attempt saw
-        call = Call(
-            demand, tuple(constraints), tuple(strategies), count - len(placed), new_task, latest
-        )
-        submit(ctx.store, cluster_arn, call)
         placed += call.placed
         failures = [*call.failures, *(_raced(task, reason) for task, reason in call.refused)]
         if not call.refused:
@@ -159,7 +154,10 @@ def start_placement(
     return done.placed, [*failures, *(_raced(task, reason) for task, reason in done.refused)]
 
 
-_READS: SharedReads[Read] = SharedReads()
+def forget() -> None:
+    """Drop what placement keeps between calls: after a wipe it is of another world."""
+    placement_batch.forget()
+    placement_snapshot.forget()
 
 
 def _snapshot(

@@ -17,7 +17,7 @@ from dockyard.ecs.clusters import find_cluster
 from dockyard.ecs.container_instances import agent_managed, instance_arn
 from dockyard.ecs.registry import ECS
 from dockyard.ecs.task_lifecycle import TASK_STATUSES, apply_container_change, apply_task_change
-from dockyard.ecs.task_shapes import container_change, task_change
+from dockyard.ecs.task_shapes import container_change, task_change, task_health
 from dockyard.ecs.tasks import find_task
 from dockyard.store.models import Task
 
@@ -29,7 +29,8 @@ CALLER_HEADER = "x-dockyard-container-instance"
 def submit_task_state_change(ctx: RequestContext, params: Params) -> Params:
     change = task_change(params, TASK_STATUSES)
     task = _reported_task(ctx, change.cluster, change.task)
-    ctx.store.tasks.update([task.arn], lambda t: apply_task_change(t, change, ctx.now))
+    changed = ctx.store.tasks.update([task.arn], lambda t: apply_task_change(t, change, ctx.now))
+    _wake_services(ctx, changed)
     return ACK
 
 
@@ -37,7 +38,10 @@ def submit_task_state_change(ctx: RequestContext, params: Params) -> Params:
 def submit_container_state_change(ctx: RequestContext, params: Params) -> Params:
     change = container_change(params)
     task = _reported_task(ctx, params.get("cluster"), params.get("task"))
-    ctx.store.tasks.update([task.arn], lambda t: apply_container_change(t, change, ctx.now))
+    changed = ctx.store.tasks.update(
+        [task.arn], lambda t: apply_container_change(t, change, ctx.now)
+    )
+    _wake_services(ctx, changed)
     return ACK
 
 
@@ -47,6 +51,22 @@ def submit_attachment_state_changes(ctx: RequestContext, params: Params) -> Para
     so there is nothing to record; the cluster must still exist."""
     find_cluster(ctx, params.get("cluster"))
     return ACK
+
+
+def _wake_services(ctx: RequestContext, changed: list[tuple[Task, Task]]) -> None:
+    """A service reacts to its task reaching RUNNING or STOPPED or changing health."""
+    for before, after in changed:
+        if not after.group.startswith("service:"):
+            continue
+        reached = after.last_status != before.last_status and after.last_status in (
+            "RUNNING",
+            "STOPPED",
+        )
+        health = task_health(before.document.get("containers", [])) != task_health(
+            after.document.get("containers", [])
+        )
+        if reached or health:
+            ctx.control.wake(after.cluster_arn)
 
 
 def _reported_task(

@@ -29,7 +29,7 @@ from dockyard.ecs.task_definitions import find_task_definition
 from dockyard.ecs.task_demand import container_size, placement_demand, task_resources
 from dockyard.ecs.task_lifecycle import stop
 from dockyard.ecs.task_placement import constraints_and_strategies, run_placement, start_placement
-from dockyard.ecs.task_shapes import RunRequest, run_request, task_to_wire
+from dockyard.ecs.task_shapes import Overrides, RunRequest, run_request, task_to_wire
 from dockyard.scheduler.model import Failure
 from dockyard.store.models import Cluster, Resources, Task, TaskDefinition
 
@@ -48,9 +48,11 @@ def run_task(ctx: RequestContext, params: Params) -> Params:
     demand = placement_demand(resources, definition.document, definition.family, group)
 
     def new_task(instance_arn: str, zone: str | None) -> Task:
-        return _new_task(
-            ctx, cluster, definition, request, instance_arn, resources, launch_type, zone
-        )
+        return build_task(
+            ctx, cluster, definition, instance_arn, resources, launch_type, zone,
+            group=group, started_by=request.started_by, overrides=request.overrides,
+            enable_execute_command=request.enable_execute_command,
+        )  # fmt: skip
 
     placed, failures = run_placement(
         ctx, cluster.arn, demand, request.count, constraints, strategies, new_task
@@ -82,7 +84,11 @@ def start_task(ctx: RequestContext, params: Params) -> Params:
         chosen.append(instance.arn)
 
     def new_task(instance_arn: str, zone: str | None) -> Task:
-        return _new_task(ctx, cluster, definition, request, instance_arn, resources, "EC2", zone)
+        return build_task(
+            ctx, cluster, definition, instance_arn, resources, "EC2", zone,
+            group=group, started_by=request.started_by, overrides=request.overrides,
+            enable_execute_command=request.enable_execute_command,
+        )  # fmt: skip
 
     placed, refused = start_placement(ctx, cluster.arn, demand, constraints, chosen, new_task)
     return _placed(ctx, request, definition, placed, [*failures, *refused])
@@ -103,6 +109,7 @@ def stop_task(ctx: RequestContext, params: Params) -> Params:
     )
     if task.container_instance_arn:
         ctx.agents.notify([task.container_instance_arn])
+    ctx.control.wake(cluster.arn)  # a service replaces its task
     stopped = ctx.store.tasks.get(task.arn) or task
     return {"task": task_to_wire(stopped)}
 
@@ -155,18 +162,10 @@ def list_tasks(ctx: RequestContext, params: Params) -> Params:
 def task_arn(ctx: RequestContext, cluster: Cluster, reference: str) -> str | None:
     """The ARN a task ID or ARN (new ``task/CLUSTER/ID`` or old ``task/ID`` form)
     stands for in ``cluster``; None when it cannot name one of its tasks."""
-    if reference.startswith("arn:"):
-        arn = arns.parse(reference)
-        if arn is None or arn.kind != "task":
-            return None
-        if (arn.account_id, arn.region) != (ctx.account_id, ctx.region):
-            return None
-        cluster_name, _, reference = arn.resource.rpartition("/")
-        if cluster_name and cluster_name != cluster.name:
-            return None
-    if len(reference) != 32 or not set(reference) <= set(_TASK_ID):
+    found = arns.in_cluster(ctx, "task", cluster.name, reference)
+    if found is None or len(found) != 32 or not set(found) <= set(_TASK_ID):
         return None
-    return arns.make(ctx, "task", f"{cluster.name}/{reference}")
+    return arns.make(ctx, "task", f"{cluster.name}/{found}")
 
 
 def find_task(ctx: RequestContext, cluster: Cluster, reference: str) -> Task | None:
@@ -217,21 +216,30 @@ def _runnable(ctx: RequestContext, request: RunRequest) -> TaskDefinition:
 # Building tasks
 
 
-def _new_task(
+NO_OVERRIDES = Overrides(containers=(), cpu=None, memory=None, wire={})
+
+
+def build_task(
     ctx: RequestContext,
     cluster: Cluster,
     definition: TaskDefinition,
-    request: RunRequest,
     instance_arn: str,
     demand: Resources,
     launch_type: str,
     zone: str | None,
+    *,
+    group: str,
+    started_by: str | None,
+    overrides: Overrides = NO_OVERRIDES,
+    enable_execute_command: bool = False,
 ) -> Task:
+    """A new task of ``definition`` on ``instance_arn``, PENDING (PROVISIONING for
+    awsvpc), for ``TaskStore.place`` to write: RunTask's, StartTask's and services'."""
     task_id = uuid.uuid4().hex
     doc = definition.document
     containers = []
     for container in doc["containerDefinitions"]:
-        size = container_size(container, request.overrides)
+        size = container_size(container, overrides)
         entry: dict[str, Any] = {
             "containerArn": arns.make(ctx, "container", f"{cluster.name}/{task_id}/{uuid.uuid4()}"),
             "name": container["name"],
@@ -249,11 +257,11 @@ def _new_task(
         containers.append(entry)
     document: dict[str, Any] = {
         "containers": containers,
-        "overrides": _overrides_echo(doc["containerDefinitions"], request.overrides.wire),
+        "overrides": _overrides_echo(doc["containerDefinitions"], overrides.wire),
         "cpu": str(demand.cpu),
         "memory": str(demand.memory),
         "version": 1,
-        "enableExecuteCommand": request.enable_execute_command,
+        "enableExecuteCommand": enable_execute_command,
     }
     if zone:
         document["availabilityZone"] = zone
@@ -264,8 +272,8 @@ def _new_task(
         task_definition_arn=definition.arn,
         container_instance_arn=instance_arn,
         family=definition.family,
-        group=request.group or f"family:{definition.family}",
-        started_by=request.started_by,
+        group=group,
+        started_by=started_by,
         launch_type=launch_type,
         last_status="PROVISIONING" if awsvpc else "PENDING",
         desired_status="RUNNING",

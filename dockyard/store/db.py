@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from dockyard.store.schema import metadata
@@ -30,7 +32,35 @@ def database_url(url: str | None, data_dir: Path) -> str:
 def open_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_size=10, max_overflow=10)
+    _ping_when_idle(engine)
+    return engine
+
+
+IDLE_PING = 10.0  # seconds a pooled connection may rest before it is checked on checkout
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for connections that rested: a busy server checks
+    out connections thousands of times a second, each ping a round trip, while a
+    database restart is found out by the first request after it (SQLAlchemy then
+    drops the whole pool, so only that one fails)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["rested_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        rested = record.info.get("rested_since")
+        if rested is None or time.monotonic() - rested < IDLE_PING:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as error:  # the pool retries with a new connection
+            raise DisconnectionError(str(error)) from error
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -57,7 +87,10 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # BEGIN IMMEDIATE for writers: a deferred transaction that later writes can
         # fail with SQLITE_BUSY instead of waiting for the lock.
-        immediate = conn.get_execution_options().get("dockyard_write", False)
+        options = conn.get_execution_options()
+        if options.get("dockyard_statement", False):
+            return  # one statement: atomic on its own, no BEGIN (and COMMIT) needed
+        immediate = options.get("dockyard_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -79,6 +112,18 @@ def transaction(engine: Engine, write: bool = False) -> Iterator[Connection]:
             conn = conn.execution_options(dockyard_write=True)
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for ONE read statement (consistent on its own), without BEGIN and
+    COMMIT: round trips on PostgreSQL (autocommit), statements on SQLite."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            conn = conn.execution_options(dockyard_statement=True)
+        yield conn
 
 
 def wipe(engine: Engine) -> None:

@@ -38,6 +38,7 @@ class ClusterCounts:
     running_tasks: int = 0
     pending_tasks: int = 0
     active_services: int = 0
+    draining_services: int = 0  # deleted, still stopping their tasks
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,17 @@ class ContainerInstance:
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU units, MiB of memory and host ports: what a task holds on its instance, or
-    what an instance has left (its ``ports`` then being the ports already taken)."""
+    """CPU units, MiB of memory, host ports and GPUs: what a task holds on its instance,
+    or what an instance has left (its ``ports`` then being the ports already taken,
+    its ``gpus`` the IDs of the GPUs still free). A task asks for ``gpu_count`` GPUs
+    and, once placed, holds the ``gpus`` the store gave it."""
 
     cpu: int = 0
     memory: int = 0
     ports: frozenset[int] = frozenset()  # tcp
     ports_udp: frozenset[int] = frozenset()
+    gpus: frozenset[str] = frozenset()
+    gpu_count: int = 0
 
 
 @dataclass(frozen=True)

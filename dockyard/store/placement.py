@@ -17,6 +17,13 @@ read is split by how often things change:
 
 All from one snapshot of the database (PostgreSQL: REPEATABLE READ; SQLite's read
 transactions are snapshots), so the versions tell which placements it includes.
+
+``fingerprint`` is the cheap question asked before that read: has anything placement
+reads changed since? The cluster's ``placement_version`` rises (``raise_versions``) in
+every transaction that writes what placement reads of its instances but agent contact:
+registration, status, attributes, documents, the tasks they hold. With it come the
+cluster's creation time (a cluster wiped and made again) and, for the instances whose
+agent was out of contact at the last read, how many are back.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from sqlalchemy import Connection, Engine, case, func, literal, select
+from sqlalchemy import Connection, Engine, bindparam, case, func, literal, select, update
 
-from dockyard.store.schema import attributes, container_instances, tasks
+from dockyard.store import db
+from dockyard.store.schema import attributes, clusters, container_instances, tasks
 
 INSTANCE_TARGET = "container-instance"  # the attributes' target type for instances
 PLACEABLE = ("ACTIVE", "DRAINING")  # statuses placement considers (and explains)
@@ -152,6 +160,72 @@ def read(
         running=running_counts,
         groups={arn: frozenset(names) for arn, names in held.items()},
     )
+
+
+class Fingerprint(NamedTuple):
+    cluster_created_at: float | None  # None: no such cluster
+    version: int  # its placement_version
+    back: int  # of the instances asked about, those in contact after the cutoff
+
+
+# Built once: RunTask runs these on every call, and building a statement costs more
+# than running it on SQLite.
+_k, _c = clusters.c, container_instances.c
+_FINGERPRINT = select(_k.created_at, _k.placement_version, literal(0)).where(
+    _k.arn == bindparam("cluster")
+)
+_FINGERPRINT_SILENT = select(
+    _k.created_at,
+    _k.placement_version,
+    select(func.count())
+    .where(_c.arn.in_(bindparam("silent", expanding=True)), _c.agent_seen_at > bindparam("cutoff"))
+    .scalar_subquery(),
+).where(_k.arn == bindparam("cluster"))
+_RAISE_INSTANCES = (
+    update(container_instances)
+    .where(_c.arn.in_(bindparam("instances", expanding=True)))
+    .values(assignments_version=_c.assignments_version + 1)
+)
+_RAISE_CLUSTERS = (
+    update(clusters)
+    .where(
+        _k.arn.in_(bindparam("clusters", expanding=True))
+        | _k.arn.in_(select(_c.cluster_arn).where(_c.arn.in_(bindparam("of", expanding=True))))
+    )
+    .values(placement_version=_k.placement_version + 1)
+    .returning(_k.arn, _k.placement_version)
+)
+
+
+def fingerprint(
+    engine: Engine, cluster_arn: str, *, silent: Collection[str] = (), cutoff: float = 0.0
+) -> Fingerprint:
+    """The cluster's ``Fingerprint``; ``silent``: instances whose agent was out of
+    contact (a poll raises no version)."""
+    with db.statement(engine) as conn:
+        if silent:
+            parameters = {"cluster": cluster_arn, "silent": sorted(silent), "cutoff": cutoff}
+            row = conn.execute(_FINGERPRINT_SILENT, parameters).first()
+        else:
+            row = conn.execute(_FINGERPRINT, {"cluster": cluster_arn}).first()
+    if row is None:
+        return Fingerprint(None, 0, 0)
+    return Fingerprint(row[0], row[1], row[2])
+
+
+def raise_versions(
+    conn: Connection, *, instance_arns: Collection[str] = (), cluster_arns: Collection[str] = ()
+) -> dict[str, int]:
+    """Raise the ``assignments_version`` of ``instance_arns`` and the
+    ``placement_version`` of their clusters and of ``cluster_arns``, in the caller's
+    write transaction; the clusters' new versions."""
+    arns = sorted(set(instance_arns))
+    if arns:
+        conn.execute(_RAISE_INSTANCES, {"instances": arns})
+    if not arns and not cluster_arns:
+        return {}
+    parameters = {"clusters": sorted(set(cluster_arns)), "of": arns}
+    return {arn: version for arn, version in conn.execute(_RAISE_CLUSTERS, parameters)}
 
 
 @contextmanager

@@ -5,6 +5,7 @@ are the ports already taken (ECS reports PORTS that way)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from dockyard.store.models import Resources
@@ -16,17 +17,28 @@ def shortfall(left: Resources, demand: Resources) -> str | None:
         return "RESOURCE:CPU"
     if demand.memory > left.memory:
         return "RESOURCE:MEMORY"
+    if demand.gpu_count > len(left.gpus):
+        return "RESOURCE:GPU"
     if demand.ports & left.ports or demand.ports_udp & left.ports_udp:
         return "RESOURCE:PORTS"
     return None
 
 
-def take(left: Resources, demand: Resources) -> Resources:
+def assign_gpus(left: Resources, demand: Resources) -> Resources:
+    """``demand`` with the GPUs it is to hold: the first ``gpu_count`` free ones."""
+    if not demand.gpu_count:
+        return demand
+    return replace(demand, gpus=frozenset(sorted(left.gpus)[: demand.gpu_count]))
+
+
+def take(left: Resources, held: Resources) -> Resources:
+    """``held``: with its GPUs assigned (``assign_gpus``)."""
     return Resources(
-        cpu=left.cpu - demand.cpu,
-        memory=left.memory - demand.memory,
-        ports=left.ports | demand.ports,
-        ports_udp=left.ports_udp | demand.ports_udp,
+        cpu=left.cpu - held.cpu,
+        memory=left.memory - held.memory,
+        ports=left.ports | held.ports,
+        ports_udp=left.ports_udp | held.ports_udp,
+        gpus=left.gpus - held.gpus,
     )
 
 
@@ -39,6 +51,7 @@ def give_back(
         memory=left.memory + held.memory,
         ports=(left.ports - held.ports) | reserved,
         ports_udp=(left.ports_udp - held.ports_udp) | reserved_udp,
+        gpus=left.gpus | held.gpus,
     )
 
 
@@ -57,20 +70,30 @@ def from_wire(items: Iterable[Mapping[str, Any]]) -> Resources:
     def integer(name: str) -> int:
         return int(by_name.get(name, {}).get("integerValue") or 0)
 
-    def ports(name: str) -> frozenset[int]:
-        return frozenset(int(p) for p in by_name.get(name, {}).get("stringSetValue") or [])
+    def strings(name: str) -> list[str]:
+        return [str(s) for s in by_name.get(name, {}).get("stringSetValue") or []]
 
-    return Resources(integer("CPU"), integer("MEMORY"), ports("PORTS"), ports("PORTS_UDP"))
+    def ports(name: str) -> frozenset[int]:
+        return frozenset(int(p) for p in strings(name))
+
+    return Resources(
+        integer("CPU"),
+        integer("MEMORY"),
+        ports("PORTS"),
+        ports("PORTS_UDP"),
+        gpus=frozenset(strings("GPU")),  # the agent registers each GPU's ID
+    )
 
 
 def with_remaining(document: Mapping[str, Any], left: Resources) -> dict[str, Any]:
-    """The document with its four standard remaining resources set to ``left``; any
-    other resource the instance registered stays as registered."""
+    """The document with its standard remaining resources set to ``left`` (GPU: the
+    free ones); any other resource the instance registered stays as registered."""
     values: dict[str, Any] = {
         "CPU": {"integerValue": left.cpu},
         "MEMORY": {"integerValue": left.memory},
         "PORTS": {"stringSetValue": [str(p) for p in sorted(left.ports)]},
         "PORTS_UDP": {"stringSetValue": [str(p) for p in sorted(left.ports_udp)]},
+        "GPU": {"stringSetValue": sorted(left.gpus)},
     }
     items = [
         {**item, **values.get(item["name"], {})}

@@ -36,6 +36,8 @@ clusters = Table(
     Column("status", String(32), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("document", Text, nullable=False),
+    # Rises with every write of what placement reads of the cluster's instances.
+    Column("placement_version", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("account_id", "region", "name", name="uq_clusters_name"),
 )
 

@@ -13,7 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, and_, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.store import db
@@ -26,6 +38,7 @@ from dockyard.store.models import (
     Page,
     TaskDefinition,
 )
+from dockyard.store.placement import INSTANCE_TARGET, raise_versions
 from dockyard.store.registry import RegistryStore
 from dockyard.store.schema import (
     account_settings,
@@ -84,13 +97,9 @@ class Store:
                 conn.execute(insert(clusters).values(arn=cluster.arn, **row))
 
     def get_cluster(self, account_id: str, region: str, name: str) -> Cluster | None:
-        query = select(clusters).where(
-            clusters.c.account_id == account_id,
-            clusters.c.region == region,
-            clusters.c.name == name,
-        )
-        with db.transaction(self.engine) as conn:
-            row = conn.execute(query).first()
+        key = {"account_id": account_id, "region": region, "name": name}
+        with db.statement(self.engine) as conn:
+            row = conn.execute(_GET_CLUSTER, key).first()
         return _cluster(row) if row else None
 
     def list_clusters(
@@ -116,11 +125,14 @@ class Store:
                     container_instances.c.status.in_(("ACTIVE", "DRAINING", "REGISTERING")),
                 )
             )
-            active_services = conn.scalar(
-                select(func.count()).where(
-                    services.c.cluster_arn == cluster_arn, services.c.status != "INACTIVE"
+            by_service_status: dict[str, int] = {
+                status: count
+                for status, count in conn.execute(
+                    select(services.c.status, func.count())
+                    .where(services.c.cluster_arn == cluster_arn)
+                    .group_by(services.c.status)
                 )
-            )
+            }
             by_status: dict[str, int] = {
                 status: count
                 for status, count in conn.execute(
@@ -134,7 +146,8 @@ class Store:
             registered_instances=instances or 0,
             running_tasks=by_status.get("RUNNING", 0),
             pending_tasks=pending,
-            active_services=active_services or 0,
+            active_services=by_service_status.get("ACTIVE", 0),
+            draining_services=by_service_status.get("DRAINING", 0),
         )
 
     # Task definitions
@@ -173,18 +186,12 @@ class Store:
         self, account_id: str, region: str, family: str, revision: int | None
     ) -> TaskDefinition | None:
         """The given revision, or with ``revision=None`` the latest ACTIVE one."""
-        query = select(task_definitions).where(
-            task_definitions.c.account_id == account_id,
-            task_definitions.c.region == region,
-            task_definitions.c.family == family,
-        )
-        if revision is None:
-            query = query.where(task_definitions.c.status == "ACTIVE")
-            query = query.order_by(task_definitions.c.revision.desc()).limit(1)
-        else:
-            query = query.where(task_definitions.c.revision == revision)
-        with db.transaction(self.engine) as conn:
-            row = conn.execute(query).first()
+        key = {"account_id": account_id, "region": region, "family": family}
+        with db.statement(self.engine) as conn:
+            if revision is None:
+                row = conn.execute(_LATEST_TASK_DEFINITION, key).first()
+            else:
+                row = conn.execute(_TASK_DEFINITION, {**key, "revision": revision}).first()
         return _task_definition(row) if row else None
 
     def set_task_definition_status(
@@ -354,10 +361,13 @@ class Store:
                     )
                 )
             conn.execute(insert(attributes), rows)
+            _bump_instances(conn, rows)
 
     def delete_attributes(self, items: Iterable[Attribute]) -> None:
+        """Placement's cached instances go stale: their versions rise (``put`` too)."""
+        rows = list(items)
         with db.transaction(self.engine, write=True) as conn:
-            for a in items:
+            for a in rows:
                 conn.execute(
                     delete(attributes).where(
                         attributes.c.cluster_arn == a.cluster_arn,
@@ -365,6 +375,9 @@ class Store:
                         attributes.c.name == a.name,
                     )
                 )
+            _bump_instances(
+                conn, [{"target_type": a.target_type, "target_id": a.target_id} for a in rows]
+            )
 
     def list_attributes(
         self,
@@ -409,6 +422,9 @@ class Store:
             )
             if done.rowcount == 0:
                 conn.execute(insert(container_instances).values(arn=instance.arn, **row))
+                raise_versions(conn, cluster_arns=[instance.cluster_arn])
+            else:  # a new document: a new version (placement keeps parsed ones by it)
+                raise_versions(conn, instance_arns=[instance.arn])
 
     def get_container_instance(self, arn: str) -> ContainerInstance | None:
         query = select(container_instances).where(container_instances.c.arn == arn)
@@ -428,6 +444,31 @@ class Store:
         with db.transaction(self.engine) as conn:
             items = [_instance(r) for r in conn.execute(query)]
         return _page(items, limit, lambda i: i.arn)
+
+
+# Built once: every RunTask looks up its cluster and task definition.
+_GET_CLUSTER = select(clusters).where(
+    clusters.c.account_id == bindparam("account_id"),
+    clusters.c.region == bindparam("region"),
+    clusters.c.name == bindparam("name"),
+)
+_FAMILY = select(task_definitions).where(
+    task_definitions.c.account_id == bindparam("account_id"),
+    task_definitions.c.region == bindparam("region"),
+    task_definitions.c.family == bindparam("family"),
+)
+_TASK_DEFINITION = _FAMILY.where(task_definitions.c.revision == bindparam("revision"))
+_LATEST_TASK_DEFINITION = (
+    _FAMILY.where(task_definitions.c.status == "ACTIVE")
+    .order_by(task_definitions.c.revision.desc())
+    .limit(1)
+)
+
+
+def _bump_instances(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Raise the version of the container instances among attributes' targets."""
+    arns = {r["target_id"] for r in rows if r["target_type"] == INSTANCE_TARGET}
+    raise_versions(conn, instance_arns=arns)
 
 
 def _lock_family(conn: Connection, account_id: str, region: str, family: str) -> None:

@@ -14,7 +14,9 @@ turning STOPPED, a task leaving as STOPPED, a status change of the instance) rai
 instance's ``assignments_version`` in the same transaction. The agent channel hands the
 version to the agent, whose next poll with an older one is answered at once. So does
 every write of the instance's document (``recompute_remaining`` too): placement keeps
-parsed documents by version (``placement.py``).
+parsed documents by version (``placement.py``). Each of these writes raises its
+cluster's ``placement_version`` as well (``placement.raise_versions``), so RunTask can
+tell in one row that nothing but its own placements changed since its last read.
 
 Lock order, to stay free of deadlocks: task rows (by ARN), then instance rows (by ARN).
 """
@@ -22,6 +24,7 @@ Lock order, to stay free of deadlocks: task rows (by ARN), then instance rows (b
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import orjson
@@ -30,6 +33,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select,
 from dockyard.store import db, placement
 from dockyard.store.models import ContainerInstance, Page, Resources, Task
 from dockyard.store.resources import (
+    assign_gpus,
     give_back,
     registered_resources,
     remaining_resources,
@@ -47,11 +51,13 @@ Change = Callable[[Task], Task | None]  # the new task, or None to leave it as i
 
 class Placed(NamedTuple):
     """What ``place`` wrote: the tasks it inserted, those it refused with the reason,
-    and the ``assignments_version`` each instance it placed on has now."""
+    the ``assignments_version`` each instance it placed on has now, and the
+    ``placement_version`` of their clusters."""
 
     placed: list[Task]
     refused: list[tuple[Task, str]]
     versions: dict[str, int]
+    cluster_versions: dict[str, int]
 
 
 class TaskStore:
@@ -64,8 +70,9 @@ class TaskStore:
         """Insert the tasks that still fit their instance, taking their resources; with
         ``distinct``, only where no task of their group is held yet (distinctInstance).
 
-        A refusal's reason is RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:PORTS,
-        DistinctInstance, or INACTIVE for an instance no longer ACTIVE.
+        A refusal's reason is RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:GPU,
+        RESOURCE:PORTS, DistinctInstance, or INACTIVE for an instance no longer ACTIVE.
+        A task asking for GPUs is placed holding the first free ones (by ID).
         """
         placed: list[Task] = []
         refused: list[tuple[Task, str]] = []
@@ -86,22 +93,17 @@ class TaskStore:
                 if reason is not None:
                     refused.append((task, reason))
                     continue
-                remaining[instance.arn] = take(remaining[instance.arn], task.resources)
+                holds = assign_gpus(remaining[instance.arn], task.resources)
+                remaining[instance.arn] = take(remaining[instance.arn], holds)
                 if distinct:
                     held.add((instance.arn, task.group))
-                placed.append(task)
+                placed.append(task if holds is task.resources else replace(task, resources=holds))
             if placed:
-                conn.execute(insert(tasks), [_row(t) for t in placed])
+                conn.execute(_INSERT_TASKS, [_row(t) for t in placed])
             touched = sorted({t.container_instance_arn for t in placed if t.container_instance_arn})
             if touched:  # one statement for all: a round trip each adds up on PostgreSQL
-                c = container_instances.c
                 conn.execute(
-                    update(container_instances)
-                    .where(c.arn == bindparam("instance"))
-                    .values(
-                        document=bindparam("new_document"),
-                        assignments_version=c.assignments_version + 1,
-                    ),
+                    _WRITE_PLACED,
                     [
                         {
                             "instance": arn,
@@ -111,7 +113,9 @@ class TaskStore:
                     ],
                 )
             versions = {arn: instances[arn].assignments_version + 1 for arn in touched}
-        return Placed(placed, refused, versions)
+            clusters = {instances[arn].cluster_arn for arn in touched}
+            cluster_versions = placement.raise_versions(conn, cluster_arns=clusters)
+        return Placed(placed, refused, versions, cluster_versions)
 
     def update(self, arns: Iterable[str], change: Change) -> list[tuple[Task, Task]]:
         """Apply ``change`` to each task under its row lock; (before, after) for each
@@ -265,11 +269,30 @@ class TaskStore:
             groups=groups,
         )
 
+    def placement_fingerprint(
+        self, cluster_arn: str, *, silent: Collection[str] = (), cutoff: float = 0.0
+    ) -> placement.Fingerprint:
+        """Whether anything placement reads changed: see ``placement.py``."""
+        return placement.fingerprint(self.engine, cluster_arn, silent=silent, cutoff=cutoff)
+
     def active_instances(self, cluster_arn: str) -> list[ContainerInstance]:
         c = container_instances.c
         query = (
             select(container_instances)
             .where(c.cluster_arn == cluster_arn, c.status == "ACTIVE")
+            .order_by(c.arn)
+        )
+        with db.transaction(self.engine) as conn:
+            return [instance(r) for r in conn.execute(query)]
+
+    def silent_instances(self, cutoff: float) -> list[ContainerInstance]:
+        """Instances of any cluster and status whose agent has not been in contact since
+        ``cutoff`` and that still hold a task not STOPPED (lost-host candidates)."""
+        c, t = container_instances.c, tasks.c
+        holding = select(t.arn).where(t.container_instance_arn == c.arn, t.last_status != "STOPPED")
+        query = (
+            select(container_instances)
+            .where(c.agent_seen_at.is_(None) | (c.agent_seen_at < cutoff), holding.exists())
             .order_by(c.arn)
         )
         with db.transaction(self.engine) as conn:
@@ -301,26 +324,52 @@ class TaskStore:
             found = _lock_instances(conn, [instance_arn]).get(instance_arn)
             if found is None:
                 return
-            t = tasks.c
-            held = conn.execute(
-                select(t.reserved).where(
-                    t.container_instance_arn == instance_arn, t.last_status != "STOPPED"
-                )
-            )
-            left = registered_resources(found.document)
-            for (reserved,) in held:
-                left = take(left, _resources(orjson.loads(reserved)))
-            _write_remaining(conn, found, left)
+            _write_remaining(conn, found, _left(conn, found))
             _bump(conn, [instance_arn])
+
+    def reregister(self, instance: ContainerInstance) -> None:
+        """Replace a registered instance's row (a new registration of the same host), its
+        remainingResources what the new registeredResources leave of its unstopped
+        tasks: in one transaction, so no placement ever sees the whole host free."""
+        c = container_instances.c
+        with db.transaction(self.engine, write=True) as conn:
+            if not _lock_instances(conn, [instance.arn]):
+                raise KeyError(instance.arn)
+            row = {
+                "cluster_arn": instance.cluster_arn,
+                "ec2_instance_id": instance.ec2_instance_id,
+                "status": instance.status,
+                "registered_at": instance.registered_at,
+                "document": _remaining_document(instance, _left(conn, instance)),
+            }
+            conn.execute(update(container_instances).where(c.arn == instance.arn).values(row))
+            _bump(conn, [instance.arn])
 
 
 # Rows
 
 
 def _lock_instances(conn: Connection, arns: Sequence[str]) -> dict[str, ContainerInstance]:
-    c = container_instances.c
-    query = select(container_instances).where(c.arn.in_(sorted(arns))).order_by(c.arn)
-    return {r.arn: instance(r) for r in conn.execute(query.with_for_update())}
+    return {r.arn: instance(r) for r in conn.execute(_LOCK_INSTANCES, {"arns": sorted(arns)})}
+
+
+# Built once: placing runs these on every RunTask (building one costs about what
+# running it does on SQLite).
+_LOCK_INSTANCES = (
+    select(container_instances)
+    .where(container_instances.c.arn.in_(bindparam("arns", expanding=True)))
+    .order_by(container_instances.c.arn)
+    .with_for_update()
+)
+_INSERT_TASKS = insert(tasks)
+_WRITE_PLACED = (
+    update(container_instances)
+    .where(container_instances.c.arn == bindparam("instance"))
+    .values(
+        document=bindparam("new_document"),
+        assignments_version=container_instances.c.assignments_version + 1,
+    )
+)
 
 
 def _groups_held(
@@ -334,6 +383,18 @@ def _groups_held(
         t.last_status != "STOPPED",
     )
     return {(arn, group) for arn, group in conn.execute(query.distinct())}
+
+
+def _left(conn: Connection, found: ContainerInstance) -> Resources:
+    """What the instance's registeredResources leave of its unstopped tasks."""
+    t = tasks.c
+    held = conn.execute(
+        select(t.reserved).where(t.container_instance_arn == found.arn, t.last_status != "STOPPED")
+    )
+    left = registered_resources(found.document)
+    for (reserved,) in held:
+        left = take(left, _resources(orjson.loads(reserved)))
+    return left
 
 
 def _stopped(before: Task, after: Task) -> bool:
@@ -363,14 +424,7 @@ def _remaining_document(found: ContainerInstance, left: Resources) -> str:
 
 
 def _bump(conn: Connection, arns: Iterable[str]) -> None:
-    arns = sorted(set(arns))
-    if arns:
-        c = container_instances.c
-        conn.execute(
-            update(container_instances)
-            .where(c.arn.in_(arns))
-            .values(assignments_version=c.assignments_version + 1)
-        )
+    placement.raise_versions(conn, instance_arns=list(arns))
 
 
 def instance(row: Row[Any]) -> ContainerInstance:
@@ -395,6 +449,7 @@ def _row(task: Task) -> dict[str, Any]:
         "memory": r.memory,
         "ports": sorted(r.ports),
         "portsUdp": sorted(r.ports_udp),
+        "gpus": sorted(r.gpus),
     }
     return {
         "arn": task.arn,
@@ -420,6 +475,8 @@ def _resources(doc: Mapping[str, Any]) -> Resources:
         memory=doc["memory"],
         ports=frozenset(doc["ports"]),
         ports_udp=frozenset(doc["portsUdp"]),
+        gpus=frozenset(doc.get("gpus") or ()),  # none before GPUs were tracked
+        gpu_count=len(doc.get("gpus") or ()),
     )
 
 

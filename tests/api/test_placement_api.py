@@ -239,6 +239,38 @@ def test_a_task_too_big_for_every_instance_names_the_closest(ecs: Any) -> None:
     )
 
 
+def test_gpus_are_held_like_cpu_and_memory(ecs: Any) -> None:
+    ecs.create_cluster(clusterName="work")
+    host = ecs.register_container_instance(
+        cluster="work",
+        totalResources=[
+            {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096},
+            {"name": "GPU", "type": "STRINGSET", "stringSetValue": ["GPU-0", "GPU-1"]},
+        ],
+    )["containerInstance"]["containerInstanceArn"]
+    register(ecs)  # no GPU: never a candidate for these tasks
+    gpu = {"resourceRequirements": [{"type": "GPU", "value": "1"}]}
+    definition(ecs, container=gpu)
+    run = ecs.run_task(cluster="work", taskDefinition="web", count=3)
+    # Two GPUs, one each: the third task finds none free, not the same one again.
+    assert per_instance(run["tasks"]) == {host: 2}
+    [failure] = run["failures"]
+    assert failure["reason"] == "RESOURCE:GPU"
+
+    def free() -> list[str]:
+        described = ecs.describe_container_instances(cluster="work", containerInstances=[host])
+        left = described["containerInstances"][0]["remainingResources"]
+        return next(r["stringSetValue"] for r in left if r["name"] == "GPU")
+
+    assert free() == []
+    ecs.stop_task(cluster="work", task=run["tasks"][0]["taskArn"])
+    assert len(free()) == 1  # given back when the task stops
+    again = ecs.run_task(cluster="work", taskDefinition="web")
+    assert per_instance(again["tasks"]) == {host: 1}
+    assert free() == []
+
+
 def test_required_attributes_decide_where_a_task_can_go(ecs: Any) -> None:
     """A syslog log driver needs the logging-driver capability (requiresAttributes)."""
     ecs.create_cluster(clusterName="work")

@@ -1,22 +1,16 @@
-"""What lets RunTask calls overlap without changing their answers:
-
-- a shared read is never older than any caller it serves;
-- placing calls alike in one engine run chooses what running them one after another
-  would (``placement_batch``), failures included.
+"""What lets RunTask calls overlap without changing their answers: placing calls
+alike in one engine run chooses what running them one after another would
+(``placement_batch``), failures included.
 """
 
 from __future__ import annotations
 
 import random
-import threading
-import time
 from dataclasses import replace
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockyard.ecs.shared_reads import SharedReads
 from dockyard.scheduler.model import (
     AVAILABILITY_ZONE,
     Constraint,
@@ -26,53 +20,6 @@ from dockyard.scheduler.model import (
     TaskDemand,
 )
 from dockyard.scheduler.placement import charge, place
-
-
-def test_a_caller_arriving_during_a_read_waits_for_the_next_one() -> None:
-    reads = SharedReads[int]()
-    started: list[float] = []
-    release = threading.Event()
-
-    def read() -> int:
-        started.append(time.monotonic())
-        if len(started) == 1:
-            release.wait(5)
-        return len(started)
-
-    results: dict[str, int] = {}
-    arrived: dict[str, float] = {}
-
-    def caller(name: str) -> None:
-        arrived[name] = time.monotonic()
-        results[name] = reads.read("cluster", read)
-
-    first = threading.Thread(target=caller, args=("first",))
-    first.start()
-    while not started:
-        time.sleep(0.001)
-    late = [threading.Thread(target=caller, args=(f"late{n}",)) for n in range(3)]
-    for thread in late:
-        thread.start()
-    time.sleep(0.05)
-    release.set()
-    for thread in [first, *late]:
-        thread.join(5)
-    # The first read served only the first caller; one more served all the late ones,
-    # and it began after each of them arrived.
-    assert results == {"first": 1, "late0": 2, "late1": 2, "late2": 2}
-    assert all(started[1] >= arrived[f"late{n}"] for n in range(3))
-
-
-def test_a_failed_read_fails_every_caller_it_serves() -> None:
-    reads = SharedReads[int]()
-
-    def read() -> int:
-        raise RuntimeError("database gone")
-
-    with pytest.raises(RuntimeError, match="database gone"):
-        reads.read("cluster", read)
-    assert reads.read("cluster", lambda: 7) == 7  # the next read starts afresh
-
 
 GROUP = "service:web"
 

@@ -247,7 +247,11 @@ class Oracle:
 @settings(max_examples=300)
 @given(st.one_of(calls, crowded))
 def test_every_choice_fits_and_ranks_best(call: Call) -> None:
-    result = call.run()
+    check(call, call.run())
+
+
+def check(call: Call, result: PlacementResult) -> None:
+    """Every choice fits and ranks best; it stops only when nothing fits."""
     oracle = Oracle(call)
     by_arn = {i.arn: i for i in oracle.candidates}
     for arn in result.placements:

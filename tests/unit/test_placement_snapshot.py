@@ -3,7 +3,9 @@
 - its memos never change an answer: after any sequence of the writes that touch what
   placement reads (placements, stops, attributes, status, registrations, agent
   contact and silence), the memoised snapshot equals one built from nothing;
-- the journal adds exactly the placements a snapshot read before them lacks.
+- the journal adds exactly the placements a snapshot read before them lacks;
+- ``current`` (no read when only this process's placements changed the cluster)
+  answers what a read from nothing would, whoever wrote what in between.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from hypothesis import strategies as st
 
 from dockyard.ecs import placement_snapshot
 from dockyard.ecs.placement_journal import Journal
-from dockyard.ecs.placement_snapshot import Needs, snapshot
+from dockyard.ecs.placement_snapshot import Needs, current, snapshot
 from dockyard.scheduler.model import Instance
 from dockyard.store.models import Attribute, Cluster, ContainerInstance, Resources, Task
 from dockyard.store.store import Store
 
 CLUSTER = "arn:aws:ecs:eu-west-1:000000000000:cluster/work"
 NEEDS = Needs("service:web", frozenset({"ecs.availability-zone", "rack"}), True, True)
+# What most RunTask calls read: no runningTasksCount (task reports raise no version).
+STEADY = Needs("service:web", frozenset({"ecs.availability-zone", "rack"}), False, True)
 TIMEOUT = 60.0
 
 
@@ -86,9 +90,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 
 def forget() -> None:
-    placement_snapshot._SNAPSHOTS.clear()
-    placement_snapshot._DOCUMENTS.clear()
-    placement_snapshot._VERSIONS.clear()
+    placement_snapshot.forget()
 
 
 def take(store: Store, now: float) -> list[Instance]:
@@ -206,3 +208,47 @@ def test_the_journal_adds_what_a_snapshot_missed_and_nothing_twice(store: Store)
     assert caught(before) == expected  # the snapshot read before: both placements added
     assert caught(after) == expected  # read after: already in it, not added again
     assert expected[0] == (4096 - 512, {"service:web": 2})
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([*OPERATIONS, "ours", "ours", "ours"]),
+            st.integers(0, 11),
+            st.sampled_from(["service:web", "family:web", "r1", "r2"]),
+        ),
+        max_size=14,
+    )
+)
+def test_current_answers_what_a_read_would(store: Store, steps: list[tuple[str, int, str]]) -> None:
+    store.wipe()
+    store.put_cluster(Cluster(CLUSTER, "000000000000", "eu-west-1", "work", "ACTIVE", 0.0))
+    for n in range(6):
+        register(store, n, 0.0, agent=n % 2 == 0)
+    world, journal = World(store), Journal()
+    forget()
+
+    def now() -> list[Instance]:
+        return current(
+            store, CLUSTER, STEADY, now=world.now, agent_timeout=TIMEOUT, written=journal
+        ).instances
+
+    now()
+    for operation, n, argument in steps:
+        if operation == "ours":  # this process's placement: through the journal
+            world.serial += 1
+            group = "service:web" if argument.startswith("r") else argument
+            done = store.tasks.place([task(n % 6, world.serial, group)])
+            journal.record(done)
+            world.placed += [t.arn for t in done.placed]
+        else:
+            getattr(world, operation)(n, argument)
+        answer = now()
+        kept = dict(placement_snapshot._CURRENT)  # only the other memos go
+        forget()
+        read = snapshot(store, CLUSTER, STEADY, now=world.now, agent_timeout=TIMEOUT)
+        placement_snapshot._CURRENT.update(kept)
+        assert answer == read.instances, operation
