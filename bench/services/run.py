@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,28 +50,13 @@ import docker
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: tests/ and bench/ have the harness
 
-from bench.task_start.run import build_busybox, client, push, use_shared_engine  # noqa: E402
+from bench.task_start.run import Samples, build_busybox, client, push, use_shared_engine  # noqa: E402
 from tests.live import KEY, REGION, SECRET, LiveServer  # noqa: E402
 
 SHELL = "trap 'exit 42' TERM; sleep 3600 & wait"
 MEMORY_MIB = 32
 WAIT = 300.0  # seconds a roll-out may take before the run is abandoned
 STEADY = "has reached a steady state."
-
-
-@dataclass
-class Samples:
-    values: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, name: str, seconds: float) -> None:
-        self.values.setdefault(name, []).append(seconds)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.values[name])
-
-    def spread(self, name: str) -> str:
-        runs = sorted(self.values[name])
-        return f"{runs[0]:.2f}-{runs[-1]:.2f}"
 
 
 @dataclass
@@ -336,18 +320,18 @@ def cleanup(api: Any, rig: Rig, family: str) -> None:
 def report(samples: Samples, args: argparse.Namespace) -> None:
     print(
         f"\n{args.tasks} tasks on {args.agents} agents, median of {args.repeat} roll-outs "
-        f"in seconds (min-max), DescribeServices every {args.poll_ms:g} ms"
+        f"in seconds (min-max in ms), DescribeServices every {args.poll_ms:g} ms"
     )
     for name in samples.values:
-        print(f"  {name:58}{samples.median(name):7.2f}   ({samples.spread(name)})")
-    ours = samples.median("Dockyard: UpdateService -> steady (client)")
+        print(f"  {name:58}{samples.median_ms(name) / 1000:7.2f}   ({samples.spread_ms(name)})")
+    ours = samples.median_ms("Dockyard: UpdateService -> steady (client)")
     print("\nDockyard / by hand")
     for theirs in (
         "by hand (in a row): run N + stop N",
         f"by hand ({args.agents} in parallel): run N + stop N",
     ):
         if theirs in samples.values:
-            print(f"  {ours / samples.median(theirs):5.2f}x  against {theirs}")
+            print(f"  {ours / samples.median_ms(theirs):5.2f}x  against {theirs}")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from dockyard.control.instance_health import is_lost
 from dockyard.control.model import (
     CircuitBreaker,
     Deployment,
+    DeploymentStatus,
     Health,
+    RolloutState,
     Scheduling,
     ServiceSnapshot,
     ServiceSpec,
@@ -260,10 +262,10 @@ def _kept(deployments: Sequence[ServiceDeployment]) -> list[ServiceDeployment]:
 def _deployment(d: ServiceDeployment) -> Deployment:
     return Deployment(
         id=d.id,
-        status=d.status,  # type: ignore[arg-type]
+        status=cast(DeploymentStatus, d.status),  # the store writes only these
         task_definition_arn=d.task_definition_arn,
         desired_count=d.desired_count,
-        rollout_state=d.rollout_state,  # type: ignore[arg-type]
+        rollout_state=cast(RolloutState, d.rollout_state),
         rollout_reason=d.rollout_reason,
         failed_tasks=d.failed_tasks,
         created_at=d.created_at,

@@ -35,7 +35,7 @@ from dockyard.scheduler.model import (
     TaskDemand,
 )
 from dockyard.scheduler.placement import charge
-from dockyard.scheduler.strategies import Buckets, Key, _Class, effective
+from dockyard.scheduler.strategies import Buckets, Key, _Class, best_of, effective
 
 
 def supports(constraints: Sequence[Constraint]) -> bool:
@@ -122,7 +122,7 @@ class PlacementIndex:
         placed: Counter[int] = Counter()
         group = self.demand.group
         for _ in range(count):
-            k = self._best(rng)
+            k = best_of(self._ranked, rng)
             if k is None:
                 failure = self._closest(placed)
                 return PlacementResult(tuple(chosen), (failure,) if failure else ())
@@ -205,20 +205,6 @@ class PlacementIndex:
             self._counts[at][cls.values[at]] if shared else own[at] for shared, at in self._layout
         )
         self._ranked.add(cls.key, cls)
-
-    def _best(self, rng: random.Random) -> int | None:
-        top = self._ranked.best()
-        if top is None:
-            return None
-        buckets = [b[1] for b in (cls.members.best() for cls in top[1]) if b is not None]
-        if len(buckets) == 1 and len(buckets[0]) == 1:
-            return buckets[0][0]
-        pick = rng.randrange(sum(map(len, buckets)))
-        for bucket in buckets:
-            if pick < len(bucket):
-                return bucket[pick]
-            pick -= len(bucket)
-        raise AssertionError("unreachable: pick is below the total")
 
     def _closest(self, placed: Counter[int]) -> Failure | None:
         """As ``place`` reports it (None: no candidates at all): O(n), but only when a

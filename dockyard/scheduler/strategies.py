@@ -95,6 +95,22 @@ class _Class:
         self.key: Key | None = None  # its full tuple, from its best member; None if empty
 
 
+def best_of(ranked: Buckets[_Class], rng: random.Random) -> int | None:
+    """A uniform draw among the best members of the top-ranked classes (None: empty)."""
+    top = ranked.best()
+    if top is None:
+        return None
+    buckets = [b[1] for b in (cls.members.best() for cls in top[1]) if b is not None]
+    if len(buckets) == 1 and len(buckets[0]) == 1:
+        return buckets[0][0]
+    pick = rng.randrange(sum(map(len, buckets)))
+    for bucket in buckets:
+        if pick < len(bucket):
+            return bucket[pick]
+        pick -= len(bucket)
+    raise AssertionError("unreachable: pick is below the total")
+
+
 class Ranking:
     """The fitting candidates in strategy order, kept current as tasks are placed.
 
@@ -149,18 +165,7 @@ class Ranking:
 
     def best(self) -> int | None:
         """The index of the instance to place on, or None when nothing fits."""
-        top = self._ranked.best()
-        if top is None:
-            return None
-        buckets = [b[1] for b in (cls.members.best() for cls in top[1]) if b is not None]
-        if len(buckets) == 1 and len(buckets[0]) == 1:
-            return buckets[0][0]
-        pick = self._rng.randrange(sum(map(len, buckets)))
-        for bucket in buckets:
-            if pick < len(bucket):
-                return bucket[pick]
-            pick -= len(bucket)
-        raise AssertionError("unreachable: pick is below the total")
+        return best_of(self._ranked, self._rng)
 
     def placed(self, k: int, left: Resources, fits: bool) -> None:
         cls = self._class_of[k]

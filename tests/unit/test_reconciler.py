@@ -94,6 +94,14 @@ def running(
     return [task(f"{prefix}{i}", on[i % len(on)], d) for i in range(n)]
 
 
+def failed(n: int, d: str = "ecs-svc/1") -> list[TaskState]:
+    """``n`` tasks of deployment ``d`` that failed to start, one a second from t=50."""
+    return [
+        task(f"f{i}", d=d, status="STOPPED", stop_code="TaskFailedToStart", stopped_at=50.0 + i)
+        for i in range(n)
+    ]
+
+
 def instance(name: str, zone: str, memory: int = 4096) -> Instance:
     free = Resources(2048, memory)
     return Instance(name, f"i-{name}", free, free, attributes={"ecs.availability-zone": zone})
@@ -226,16 +234,7 @@ STORIES = [
         snap(
             [
                 *running(2, "ecs-svc/1"),
-                *(
-                    task(
-                        f"f{i}",
-                        d="ecs-svc/2",
-                        status="STOPPED",
-                        stop_code="TaskFailedToStart",
-                        stopped_at=50.0 + i,
-                    )
-                    for i in range(3)
-                ),
+                *failed(3, "ecs-svc/2"),
             ],
             OLD_NEW,
             service=spec(circuit_breaker=CircuitBreaker(enable=True)),
@@ -253,10 +252,7 @@ STORIES = [
     Story(
         "two failures stay below the threshold",
         snap(
-            [
-                task(f"f{i}", status="STOPPED", stop_code="TaskFailedToStart", stopped_at=50.0 + i)
-                for i in range(2)
-            ],
+            failed(2),
             service=spec(circuit_breaker=CircuitBreaker(enable=True)),
         ),
         start=4,
@@ -267,16 +263,7 @@ STORIES = [
         snap(
             [
                 *running(2, "ecs-svc/1"),
-                *(
-                    task(
-                        f"f{i}",
-                        d="ecs-svc/2",
-                        status="STOPPED",
-                        stop_code="TaskFailedToStart",
-                        stopped_at=50.0 + i,
-                    )
-                    for i in range(3)
-                ),
+                *failed(3, "ecs-svc/2"),
             ],
             OLD_NEW,
             service=spec(circuit_breaker=CircuitBreaker(enable=True, rollback=True)),
