@@ -8,6 +8,7 @@ Parts (b) and (c), RunTask through the HTTP API on SQLite, PostgreSQL and moto s
 
     .venv/bin/python bench/placement/run.py --api [--instances 5000] [--tasks 3000]
                                             [--clients 8] [--moto-instances 5000]
+                                            [--rounds 3]
 
 Builds a cluster of ``--instances`` container instances over three availability zones
 with mixed sizes (t3.medium, m5.large, m5.xlarge, m5.2xlarge; a third of them already
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--api", action="store_true", help="parts (b) and (c): RunTask via HTTP")
     parser.add_argument("--clients", type=int, default=8, help="--api: concurrent clients")
     parser.add_argument("--moto-instances", type=int, help="--api: default --instances")
+    parser.add_argument("--rounds", type=int, default=3, help="--api: loads per backend")
     args = parser.parse_args()
 
     instances = cluster(args.instances, random.Random(args.seed))
@@ -179,6 +181,7 @@ def main() -> None:
             tasks,
             args.clients,
             args.moto_instances or args.instances,
+            args.rounds,
         )
         return
     shape = "one call" if args.batch <= 0 else f"calls of {args.batch}"

@@ -29,8 +29,8 @@ from dockyard.control.services import started_event, unable_to_place_event
 from dockyard.control.snapshot import ServiceRead, definition_constraints, service_demand
 from dockyard.ecs.task_demand import task_resources
 from dockyard.ecs.task_lifecycle import stop
+from dockyard.ecs.task_maker import NO_OVERRIDES, TaskMaker
 from dockyard.ecs.task_placement import run_placement, start_placement
-from dockyard.ecs.tasks import NO_OVERRIDES, build_task
 from dockyard.scheduler.model import Failure, combine_constraints
 from dockyard.store.models import Cluster, Service, ServiceDeployment, Task, TaskDefinition
 
@@ -249,13 +249,10 @@ def _place(
     launch_type = service.document.get("launchType") or "EC2"
     execute_command = bool(service.document.get("enableExecuteCommand"))
 
-    def new_task(instance_arn: str, zone: str | None) -> Task:
-        return build_task(
-            ctx, cluster, definition, instance_arn, resources, launch_type, zone,
-            group=group, started_by=start.deployment_id,
-            enable_execute_command=execute_command,
-        )  # fmt: skip
-
+    new_task = TaskMaker(
+        ctx, cluster, definition, resources, launch_type,
+        group=group, started_by=start.deployment_id, enable_execute_command=execute_command,
+    )  # fmt: skip
     if instance_arns is not None:
         new, failed = start_placement(
             ctx, cluster.arn, demand, constraints, instance_arns, new_task

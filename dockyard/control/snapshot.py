@@ -38,7 +38,7 @@ from dockyard.control.services import validate_deployment_configuration
 from dockyard.ecs import arns
 from dockyard.ecs.placement_snapshot import needs, snapshot
 from dockyard.ecs.task_demand import placement_demand, task_resources
-from dockyard.ecs.tasks import NO_OVERRIDES
+from dockyard.ecs.task_maker import NO_OVERRIDES
 from dockyard.scheduler.filters import CPU, DISTINCT_INSTANCE, GPU, MEMORY, PORTS, Feasibility
 from dockyard.scheduler.model import (
     Constraint,

@@ -14,9 +14,9 @@ failure with the closest instance, as a run of its own would have reported.
 Calls not alike are placed one kind after another, each kind with its own write.
 
 The lock holder reads the cluster for each kind (``current``: a read only when the
-cluster changed other than by this process's placements) and places with the kind's
-``PlacementIndex``, kept between batches, so a batch costs what changed since the last
-one rather than a pass over every instance.
+cluster changed other than by this process's placements, which the write checks) and
+places with the kind's ``PlacementIndex``, kept between batches, so a batch costs what
+changed since the last one rather than a pass over every instance.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from dockyard.ecs.placement_journal import journal
-from dockyard.ecs.placement_snapshot import ZONE, ClusterSnapshot, cluster_lock, current, needs
+from dockyard.ecs.placement_snapshot import (
+    ZONE,
+    ClusterSnapshot,
+    cluster_lock,
+    current,
+    forget_cluster,
+    needs,
+)
 from dockyard.scheduler.index import PlacementIndex, supports
 from dockyard.scheduler.model import (
     Constraint,
@@ -100,22 +107,51 @@ def _place_all(store: Store, cluster_arn: str, batch: list[Call]) -> None:
 
 def _place_alike(store: Store, cluster_arn: str, calls: list[Call]) -> None:
     first, written = calls[0], journal(cluster_arn)
-    # Read after every call here arrived, at the latest clock among them.
-    cluster = current(
-        store,
-        cluster_arn,
-        needs(first.demand, first.constraints, first.strategies),
-        now=max(call.now for call in calls),
-        agent_timeout=first.agent_timeout,
-        written=written,
-    )
-    instances = cluster.instances
-    if not instances:
-        for call in calls:
-            call.empty = True
-        return
+    # A plan made on a cluster that changed meanwhile is not written: made again on a
+    # fresh read (which expects nothing, so this runs at most twice).
+    while True:
+        # Read after every call here arrived, at the latest clock among them.
+        cluster = current(
+            store,
+            cluster_arn,
+            needs(first.demand, first.constraints, first.strategies),
+            now=max(call.now for call in calls),
+            agent_timeout=first.agent_timeout,
+            written=written,
+        )
+        if not cluster.instances:
+            if cluster.expected is not None:  # unchecked: it may have some by now
+                forget_cluster(cluster_arn)
+                continue
+            for call in calls:
+                call.empty = True
+            return
+        index = _index(cluster_arn, first)
+        new = _plan(cluster, index, calls)
+        distinct = any(c.type == "distinctInstance" for c in first.constraints)
+        tasks = [task for _, task in new]
+        done = store.tasks.place(tasks, distinct=distinct, expected=cluster.expected)
+        if not done.stale:
+            break
+        forget_cluster(cluster_arn)
+    written.record(done)
+    if index is not None:
+        index.written(cluster, done)
+    refused = {task.arn: reason for task, reason in done.refused}
+    for call, task in new:
+        if task.arn in refused:
+            call.refused.append((task, refused[task.arn]))
+        else:
+            call.placed.append(task)
+
+
+def _plan(
+    cluster: ClusterSnapshot, index: _Index | None, calls: list[Call]
+) -> list[tuple[Call, Task]]:
+    """The engine's choice for all the calls' tasks, one after another, as tasks to
+    write; a call the run stopped short of gets its failures."""
+    first, instances = calls[0], cluster.instances
     total = sum(call.count for call in calls)
-    index = _index(cluster_arn, first)
     if index is None:
         result = place(first.demand, total, instances, first.constraints, first.strategies, _RNG)
     else:
@@ -130,17 +166,7 @@ def _place_alike(store: Store, cluster_arn: str, calls: list[Call]) -> None:
             new.append((call, call.new_task(arn, zone)))
         if len(mine) < call.count:
             call.failures = list(result.failures)
-    distinct = any(c.type == "distinctInstance" for c in first.constraints)
-    done = store.tasks.place([task for _, task in new], distinct=distinct)
-    written.record(done)
-    if index is not None:
-        index.written(cluster, done)
-    refused = {task.arn: reason for task, reason in done.refused}
-    for call, task in new:
-        if task.arn in refused:
-            call.refused.append((task, refused[task.arn]))
-        else:
-            call.placed.append(task)
+    return new
 
 
 class _Index:

@@ -22,12 +22,16 @@ never answer differently from a fresh build:
 memos are only ever replaced whole, and a version they lack is read again.
 
 ``current`` skips even that read when nothing changed but this process's own
-placements: holding the cluster's lock (so every placement of this process is written
-and in the journal), it asks the store for the cluster's ``fingerprint``. When that is
-the last read's but for the cluster versions the journal's placements since then
-raised (each write raises it by one: anyone else's write leaves a gap or makes it
-larger), and no agent came back into contact or went out of it, the last snapshot
-with the journal's placements charged is what a read would give. Otherwise it reads.
+placements. Holding the cluster's lock (so every placement of this process is written
+and in the journal), it hands out the last snapshot with the journal's placements
+since charged, and with it the ``Expected`` fingerprint of the cluster: the last
+read's but for the cluster versions those placements raised (each write raises it by
+one: anyone else's write leaves a gap, found at once, or makes it larger). The store
+writes the placement only if, under the instances' locks, the cluster still shows
+that fingerprint (no one else wrote what placement reads, no agent came back into
+contact); otherwise it writes nothing and the caller forgets the cluster
+(``forget_cluster``) and plans again on a fresh read. That check is one more
+statement in the write's first round trip, instead of a round trip of its own.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from dockyard.store.placement import (
     REGISTERED_AT,
     STATUS,
     VERSION,
+    Expected,
     Fingerprint,
     InstanceDocument,
     InstanceRow,
@@ -109,7 +114,8 @@ def cluster_lock(cluster_arn: str) -> threading.Lock:
 class ClusterSnapshot:
     """The instances in ARN order, the version each was read at, and where each is.
     ``current`` numbers its answers (``serial``); when one is the one before
-    (``since``) with a few instances charged, ``changed`` has their positions."""
+    (``since``) with a few instances charged, ``changed`` has their positions, and
+    ``expected`` what the store must still show for a plan made on it to be written."""
 
     instances: list[Instance]
     versions: list[int]
@@ -117,6 +123,7 @@ class ClusterSnapshot:
     serial: int = 0  # 0: not from ``current``
     since: int = 0
     changed: frozenset[int] = frozenset()
+    expected: Expected | None = None  # what the store must still show to write a plan
 
 
 def snapshot(
@@ -359,14 +366,16 @@ def current(
     agent_timeout: float,
     written: Journal,
 ) -> ClusterSnapshot:
-    """``snapshot`` as of now, read only when something other than this process's
-    placements changed (see the module docstring). Call holding ``cluster_lock``."""
+    """``snapshot`` as of now; or, unless something other than this process's
+    placements is known to have changed, the last one with them charged and what the
+    store must show to write a plan made on it (``expected``; see the module
+    docstring). Call holding ``cluster_lock``."""
     key = (cluster_arn, wanted, agent_timeout)
     cutoff = now - agent_timeout
     last = _CURRENT.get(key)
     # runningTasksCount moves with task reports, which raise no version.
     if last is not None and not wanted.running:
-        caught = _caught_up(store, last, written, now, cutoff, wanted.group)
+        caught = _caught_up(last, written, now, cutoff, wanted.group)
         if caught is not None:
             return caught
     mark = written.mark()
@@ -387,10 +396,10 @@ _SILENT_LIMIT = 1000  # instances out of contact asked about; past it, read
 
 
 def _caught_up(
-    store: Store, last: _Current, written: Journal, now: float, cutoff: float, group: str
+    last: _Current, written: Journal, now: float, cutoff: float, group: str
 ) -> ClusterSnapshot | None:
-    """The last answer with this process's placements since charged, if the store
-    changed by them alone; else None."""
+    """The last answer with this process's placements since charged, expecting the
+    store to have changed by them alone; None if it cannot have."""
     entries = written.since(last.mark)
     was = last.fingerprint
     if entries is None or was.cluster_created_at is None or len(last.silent) > _SILENT_LIMIT:
@@ -401,9 +410,6 @@ def _caught_up(
     if raised != list(range(was.version + 1, was.version + 1 + len(raised))):
         return None  # another writer raised it in between (or this one wrote no cluster)
     expected = was._replace(version=was.version + len(raised))
-    found = store.tasks.placement_fingerprint(last.arn, silent=last.silent, cutoff=cutoff)
-    if found != expected:
-        return None
     cluster = last.cluster
     instances, versions = cluster.instances, cluster.versions  # current's own lists
     changed = set()
@@ -415,16 +421,30 @@ def _caught_up(
         versions[k] = entry.version
         changed.add(k)
     last.cluster = ClusterSnapshot(
-        instances, versions, cluster.index, next(_SERIALS), cluster.serial, frozenset(changed)
+        instances,
+        versions,
+        cluster.index,
+        next(_SERIALS),
+        cluster.serial,
+        frozenset(changed),
+        Expected(last.arn, expected, tuple(last.silent), cutoff),
     )
     last.mark = entries[-1].seq if entries else last.mark
-    last.fingerprint = found
+    last.fingerprint = expected
     return last.cluster
 
 
 _CURRENT: dict[tuple[str, Needs, float], _Current] = {}
 _CURRENT_LOCK = threading.Lock()
 _SERIALS = itertools.count(1)
+
+
+def forget_cluster(cluster_arn: str) -> None:
+    """Plan the cluster's next calls on a fresh read: the store did not show what
+    ``current`` expected."""
+    with _CURRENT_LOCK:
+        for key in [key for key in _CURRENT if key[0] == cluster_arn]:
+            del _CURRENT[key]
 
 
 def forget() -> None:

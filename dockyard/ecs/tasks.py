@@ -13,9 +13,7 @@ exists, rather than placed somewhere they were not asked to go.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from dockyard.api.awsjson import Params
 from dockyard.api.context import RequestContext
@@ -26,12 +24,13 @@ from dockyard.ecs.clusters import find_cluster
 from dockyard.ecs.container_instances import find_container_instance, instance_arn
 from dockyard.ecs.registry import ECS
 from dockyard.ecs.task_definitions import find_task_definition
-from dockyard.ecs.task_demand import container_size, placement_demand, task_resources
+from dockyard.ecs.task_demand import placement_demand, task_resources
 from dockyard.ecs.task_lifecycle import stop
+from dockyard.ecs.task_maker import TaskMaker
 from dockyard.ecs.task_placement import constraints_and_strategies, run_placement, start_placement
-from dockyard.ecs.task_shapes import Overrides, RunRequest, run_request, task_to_wire
+from dockyard.ecs.task_shapes import RunRequest, run_request, task_to_wire
 from dockyard.scheduler.model import Failure
-from dockyard.store.models import Cluster, Resources, Task, TaskDefinition
+from dockyard.store.models import Cluster, Task, TaskDefinition
 
 _TASK_ID = "0123456789abcdef"
 
@@ -47,13 +46,11 @@ def run_task(ctx: RequestContext, params: Params) -> Params:
     resources = task_resources(definition.document, request.overrides)
     demand = placement_demand(resources, definition.document, definition.family, group)
 
-    def new_task(instance_arn: str, zone: str | None) -> Task:
-        return build_task(
-            ctx, cluster, definition, instance_arn, resources, launch_type, zone,
-            group=group, started_by=request.started_by, overrides=request.overrides,
-            enable_execute_command=request.enable_execute_command,
-        )  # fmt: skip
-
+    new_task = TaskMaker(
+        ctx, cluster, definition, resources, launch_type,
+        group=group, started_by=request.started_by, overrides=request.overrides,
+        enable_execute_command=request.enable_execute_command,
+    )  # fmt: skip
     placed, failures = run_placement(
         ctx, cluster.arn, demand, request.count, constraints, strategies, new_task
     )
@@ -83,13 +80,11 @@ def start_task(ctx: RequestContext, params: Params) -> Params:
             continue
         chosen.append(instance.arn)
 
-    def new_task(instance_arn: str, zone: str | None) -> Task:
-        return build_task(
-            ctx, cluster, definition, instance_arn, resources, "EC2", zone,
-            group=group, started_by=request.started_by, overrides=request.overrides,
-            enable_execute_command=request.enable_execute_command,
-        )  # fmt: skip
-
+    new_task = TaskMaker(
+        ctx, cluster, definition, resources, "EC2",
+        group=group, started_by=request.started_by, overrides=request.overrides,
+        enable_execute_command=request.enable_execute_command,
+    )  # fmt: skip
     placed, refused = start_placement(ctx, cluster.arn, demand, constraints, chosen, new_task)
     return _placed(ctx, request, definition, placed, [*failures, *refused])
 
@@ -211,87 +206,6 @@ def _runnable(ctx: RequestContext, request: RunRequest) -> TaskDefinition:
             "can propagate TASK_DEFINITION tags or NONE."
         )
     return definition
-
-
-# Building tasks
-
-
-NO_OVERRIDES = Overrides(containers=(), cpu=None, memory=None, wire={})
-
-
-def build_task(
-    ctx: RequestContext,
-    cluster: Cluster,
-    definition: TaskDefinition,
-    instance_arn: str,
-    demand: Resources,
-    launch_type: str,
-    zone: str | None,
-    *,
-    group: str,
-    started_by: str | None,
-    overrides: Overrides = NO_OVERRIDES,
-    enable_execute_command: bool = False,
-) -> Task:
-    """A new task of ``definition`` on ``instance_arn``, PENDING (PROVISIONING for
-    awsvpc), for ``TaskStore.place`` to write: RunTask's, StartTask's and services'."""
-    task_id = uuid.uuid4().hex
-    doc = definition.document
-    containers = []
-    for container in doc["containerDefinitions"]:
-        size = container_size(container, overrides)
-        entry: dict[str, Any] = {
-            "containerArn": arns.make(ctx, "container", f"{cluster.name}/{task_id}/{uuid.uuid4()}"),
-            "name": container["name"],
-            "image": container["image"],
-            "lastStatus": "PENDING",
-            "networkBindings": [],
-            "cpu": str(size.cpu),
-            "essential": container.get("essential", True),
-            "hasHealthCheck": bool(container.get("healthCheck")),
-        }
-        if size.memory is not None:
-            entry["memory"] = str(size.memory)
-        if size.reservation is not None:
-            entry["memoryReservation"] = str(size.reservation)
-        containers.append(entry)
-    document: dict[str, Any] = {
-        "containers": containers,
-        "overrides": _overrides_echo(doc["containerDefinitions"], overrides.wire),
-        "cpu": str(demand.cpu),
-        "memory": str(demand.memory),
-        "version": 1,
-        "enableExecuteCommand": enable_execute_command,
-    }
-    if zone:
-        document["availabilityZone"] = zone
-    awsvpc = doc.get("networkMode") == "awsvpc"
-    return Task(
-        arn=arns.make(ctx, "task", f"{cluster.name}/{task_id}"),
-        cluster_arn=cluster.arn,
-        task_definition_arn=definition.arn,
-        container_instance_arn=instance_arn,
-        family=definition.family,
-        group=group,
-        started_by=started_by,
-        launch_type=launch_type,
-        last_status="PROVISIONING" if awsvpc else "PENDING",
-        desired_status="RUNNING",
-        created_at=ctx.now,
-        resources=demand,
-        document=document,
-    )
-
-
-def _overrides_echo(
-    containers: Sequence[Mapping[str, Any]], wire: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Overrides as ECS echoes them: an entry for every container, named."""
-    given = {o["name"]: o for o in wire.get("containerOverrides") or []}
-    echo = {k: v for k, v in wire.items() if k != "containerOverrides"}
-    echo["containerOverrides"] = [given.get(c["name"], {"name": c["name"]}) for c in containers]
-    echo.setdefault("inferenceAcceleratorOverrides", [])
-    return echo
 
 
 def _placed(

@@ -23,17 +23,19 @@ reads changed since? The cluster's ``placement_version`` rises (``raise_versions
 every transaction that writes what placement reads of its instances but agent contact:
 registration, status, attributes, documents, the tasks they hold. With it come the
 cluster's creation time (a cluster wiped and made again) and, for the instances whose
-agent was out of contact at the last read, how many are back.
+agent was out of contact at the last read, how many are back. RunTask asks it inside
+its placing write (``Expected``: the write goes ahead only if the answer is the one
+its plan assumed), so the question costs no round trip of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, literal, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, case, func, literal, select, update
 
 from dockyard.store import db
 from dockyard.store.schema import attributes, clusters, container_instances, tasks
@@ -186,7 +188,7 @@ _RAISE_INSTANCES = (
     .where(_c.arn.in_(bindparam("instances", expanding=True)))
     .values(assignments_version=_c.assignments_version + 1)
 )
-_RAISE_CLUSTERS = (
+RAISE_CLUSTERS = (
     update(clusters)
     .where(
         _k.arn.in_(bindparam("clusters", expanding=True))
@@ -203,11 +205,43 @@ def fingerprint(
     """The cluster's ``Fingerprint``; ``silent``: instances whose agent was out of
     contact (a poll raises no version)."""
     with db.statement(engine) as conn:
-        if silent:
-            parameters = {"cluster": cluster_arn, "silent": sorted(silent), "cutoff": cutoff}
-            row = conn.execute(_FINGERPRINT_SILENT, parameters).first()
-        else:
-            row = conn.execute(_FINGERPRINT, {"cluster": cluster_arn}).first()
+        row = conn.execute(*fingerprint_query(cluster_arn, silent, cutoff)).first()
+    return as_fingerprint(row)
+
+
+class Expected(NamedTuple):
+    """The cluster a placement was planned on: its fingerprint then (with the
+    ``silent`` instances and ``cutoff`` it was taken with). ``TaskStore.place`` writes
+    only while the cluster still has it."""
+
+    cluster_arn: str
+    fingerprint: Fingerprint
+    silent: tuple[str, ...]
+    cutoff: float
+
+    def query(self) -> tuple[Select[Any], dict[str, Any]]:
+        return fingerprint_query(self.cluster_arn, self.silent, self.cutoff)
+
+    def seen_in(self, rows: Sequence[Sequence[Any]]) -> bool:
+        """Whether the rows of ``query`` show the fingerprint expected."""
+        return as_fingerprint(rows[0] if rows else None) == self.fingerprint
+
+
+def fingerprint_query(
+    cluster_arn: str, silent: Collection[str], cutoff: float
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement reading the fingerprint, and its parameters."""
+    if silent:
+        return _FINGERPRINT_SILENT, {
+            "cluster": cluster_arn,
+            "silent": sorted(silent),
+            "cutoff": cutoff,
+        }
+    return _FINGERPRINT, {"cluster": cluster_arn}
+
+
+def as_fingerprint(row: Sequence[Any] | None) -> Fingerprint:
+    """A fingerprint statement's row as a ``Fingerprint`` (None: no such cluster)."""
     if row is None:
         return Fingerprint(None, 0, 0)
     return Fingerprint(row[0], row[1], row[2])
@@ -225,7 +259,7 @@ def raise_versions(
     if not arns and not cluster_arns:
         return {}
     parameters = {"clusters": sorted(set(cluster_arns)), "of": arns}
-    return {arn: version for arn, version in conn.execute(_RAISE_CLUSTERS, parameters)}
+    return {arn: version for arn, version in conn.execute(RAISE_CLUSTERS, parameters)}
 
 
 @contextmanager

@@ -28,10 +28,12 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Text, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from dockyard.store import db, placement
 from dockyard.store.models import ContainerInstance, Page, Resources, Task
+from dockyard.store.pipeline import inserting, write_transaction
 from dockyard.store.resources import (
     assign_gpus,
     give_back,
@@ -52,12 +54,13 @@ Change = Callable[[Task], Task | None]  # the new task, or None to leave it as i
 class Placed(NamedTuple):
     """What ``place`` wrote: the tasks it inserted, those it refused with the reason,
     the ``assignments_version`` each instance it placed on has now, and the
-    ``placement_version`` of their clusters."""
+    ``placement_version`` of their clusters; or that it wrote nothing (``stale``)."""
 
     placed: list[Task]
     refused: list[tuple[Task, str]]
     versions: dict[str, int]
     cluster_versions: dict[str, int]
+    stale: bool = False  # the cluster was no longer as expected: nothing was written
 
 
 class TaskStore:
@@ -66,55 +69,73 @@ class TaskStore:
 
     # Placing and changing
 
-    def place(self, new: Sequence[Task], *, distinct: bool = False) -> Placed:
+    def place(
+        self,
+        new: Sequence[Task],
+        *,
+        distinct: bool = False,
+        expected: placement.Expected | None = None,
+    ) -> Placed:
         """Insert the tasks that still fit their instance, taking their resources; with
-        ``distinct``, only where no task of their group is held yet (distinctInstance).
+        ``distinct``, only where no task of their group is held yet (distinctInstance);
+        with ``expected``, only if the cluster is still the one they were planned on
+        (else nothing is written and ``Placed.stale`` is set).
 
         A refusal's reason is RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:GPU,
         RESOURCE:PORTS, DistinctInstance, or INACTIVE for an instance no longer ACTIVE.
         A task asking for GPUs is placed holding the first free ones (by ID).
         """
+        if not new and expected is None:
+            return Placed([], [], {}, {})
         placed: list[Task] = []
         refused: list[tuple[Task, str]] = []
         arns = sorted({t.container_instance_arn for t in new if t.container_instance_arn})
-        with db.transaction(self.engine, write=True) as conn:
-            instances = _lock_instances(conn, arns)
-            remaining = {arn: remaining_resources(i.document) for arn, i in instances.items()}
+        groups = sorted({t.group for t in new})
+        # Two round trips on PostgreSQL: the reads, then the writes (pipeline.py).
+        with write_transaction(self.engine) as batch:
+            locked = batch.query(_LOCK_INSTANCES, {"arns": arns})
             # Read under the instances' locks, so a concurrent call cannot add one meanwhile.
-            held = _groups_held(conn, arns, {t.group for t in new}) if distinct else set()
+            of_groups = (
+                batch.query(_GROUPS_HELD, {"arns": arns, "groups": groups}) if distinct else None
+            )
+            check = batch.query(*expected.query()) if expected is not None else None
+            batch.sync()
+            instances = {row.arn: row for row in locked.all()}
+            if expected is not None and check is not None and not expected.seen_in(check.all()):
+                return Placed([], [], {}, {}, stale=True)
+            held = {(arn, group) for arn, group in of_groups.all()} if of_groups else set()
+            parsed = {arn: _parsed(row.document) for arn, row in instances.items()}
+            remaining = {arn: left for arn, (_, left) in parsed.items()}
             for task in new:
-                instance = instances.get(task.container_instance_arn or "")
-                if instance is None or instance.status != "ACTIVE":
+                target = instances.get(task.container_instance_arn or "")
+                if target is None or target.status != "ACTIVE":
                     refused.append((task, "INACTIVE"))
                     continue
-                reason = shortfall(remaining[instance.arn], task.resources)
-                if reason is None and (instance.arn, task.group) in held:
+                reason = shortfall(remaining[target.arn], task.resources)
+                if reason is None and (target.arn, task.group) in held:
                     reason = "DistinctInstance"
                 if reason is not None:
                     refused.append((task, reason))
                     continue
-                holds = assign_gpus(remaining[instance.arn], task.resources)
-                remaining[instance.arn] = take(remaining[instance.arn], holds)
+                holds = assign_gpus(remaining[target.arn], task.resources)
+                remaining[target.arn] = take(remaining[target.arn], holds)
                 if distinct:
-                    held.add((instance.arn, task.group))
+                    held.add((target.arn, task.group))
                 placed.append(task if holds is task.resources else replace(task, resources=holds))
-            if placed:
-                conn.execute(_INSERT_TASKS, [_row(t) for t in placed])
             touched = sorted({t.container_instance_arn for t in placed if t.container_instance_arn})
-            if touched:  # one statement for all: a round trip each adds up on PostgreSQL
-                conn.execute(
-                    _WRITE_PLACED,
-                    [
-                        {
-                            "instance": arn,
-                            "new_document": _remaining_document(instances[arn], remaining[arn]),
-                        }
-                        for arn in touched
-                    ],
-                )
-            versions = {arn: instances[arn].assignments_version + 1 for arn in touched}
-            clusters = {instances[arn].cluster_arn for arn in touched}
-            cluster_versions = placement.raise_versions(conn, cluster_arns=clusters)
+            if not touched:
+                return Placed(placed, refused, {}, {})
+            batch.execute_many(_INSERT_TASKS, [_row(t) for t in placed], as_arrays=_INSERT_ARRAYS)
+            documents = [
+                {"instance": arn, "new_document": _with_remaining(parsed[arn][0], remaining[arn])}
+                for arn in touched
+            ]
+            batch.execute_many(_WRITE_PLACED, documents, as_arrays=_WRITE_PLACED_ARRAYS)
+            clusters = sorted({instances[arn].cluster_arn for arn in touched})
+            raised = batch.query(placement.RAISE_CLUSTERS, {"clusters": clusters, "of": []})
+            batch.commit()
+        cluster_versions = {arn: version for arn, version in raised.all()}
+        versions = {arn: instances[arn].assignments_version + 1 for arn in touched}
         return Placed(placed, refused, versions, cluster_versions)
 
     def update(self, arns: Iterable[str], change: Change) -> list[tuple[Task, Task]]:
@@ -362,6 +383,7 @@ _LOCK_INSTANCES = (
     .with_for_update()
 )
 _INSERT_TASKS = insert(tasks)
+_INSERT_ARRAYS = inserting(tasks)
 _WRITE_PLACED = (
     update(container_instances)
     .where(container_instances.c.arn == bindparam("instance"))
@@ -370,19 +392,28 @@ _WRITE_PLACED = (
         assignments_version=container_instances.c.assignments_version + 1,
     )
 )
-
-
-def _groups_held(
-    conn: Connection, instance_arns: Sequence[str], groups: Collection[str]
-) -> set[tuple[str, str]]:
-    """(instance, group) for each of ``groups`` with a task not STOPPED on the instance."""
-    t = tasks.c
-    query = select(t.container_instance_arn, t.group_name).where(
-        t.container_instance_arn.in_(instance_arns),
-        t.group_name.in_(sorted(groups)),
-        t.last_status != "STOPPED",
+_placed_documents = select(
+    func.unnest(bindparam("instance", type_=ARRAY(Text))).label("arn"),
+    func.unnest(bindparam("new_document", type_=ARRAY(Text))).label("document"),
+).subquery()
+_WRITE_PLACED_ARRAYS = (
+    update(container_instances)
+    .where(container_instances.c.arn == _placed_documents.c.arn)
+    .values(
+        document=_placed_documents.c.document,
+        assignments_version=container_instances.c.assignments_version + 1,
     )
-    return {(arn, group) for arn, group in conn.execute(query.distinct())}
+)
+# (instance, group) for each of the groups with a task not STOPPED on the instance.
+_GROUPS_HELD = (
+    select(tasks.c.container_instance_arn, tasks.c.group_name)
+    .where(
+        tasks.c.container_instance_arn.in_(bindparam("arns", expanding=True)),
+        tasks.c.group_name.in_(bindparam("groups", expanding=True)),
+        tasks.c.last_status != "STOPPED",
+    )
+    .distinct()
+)
 
 
 def _left(conn: Connection, found: ContainerInstance) -> Resources:
@@ -421,6 +452,38 @@ def _write_remaining(conn: Connection, found: ContainerInstance, left: Resources
 
 def _remaining_document(found: ContainerInstance, left: Resources) -> str:
     return orjson.dumps(with_remaining(found.document, left)).decode()
+
+
+# Instance documents (JSON text) parsed, with their remaining resources: placing reads
+# the same few documents batch after batch, most of them as it wrote them itself.
+_PARSED: dict[str, tuple[dict[str, Any], Resources]] = {}
+_PARSED_LIMIT = 20_000
+
+
+def _parsed(text: str) -> tuple[dict[str, Any], Resources]:
+    found = _PARSED.get(text)
+    if found is None:
+        document = orjson.loads(text)
+        found = _remember(text, document, remaining_resources(document))
+    return found
+
+
+def _with_remaining(document: dict[str, Any], left: Resources) -> str:
+    """The document's text with ``left`` remaining (remembered parsed: as the text
+    would parse, which for resources the instance did not register is not ``left``)."""
+    changed = with_remaining(document, left)
+    text = orjson.dumps(changed).decode()
+    _remember(text, changed, remaining_resources(changed))
+    return text
+
+
+def _remember(
+    text: str, document: dict[str, Any], left: Resources
+) -> tuple[dict[str, Any], Resources]:
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[text] = (document, left)
+    return document, left
 
 
 def _bump(conn: Connection, arns: Iterable[str]) -> None:

@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 
 from dockyard.ecs import placement_snapshot
 from dockyard.ecs.placement_journal import Journal
-from dockyard.ecs.placement_snapshot import Needs, current, snapshot
+from dockyard.ecs.placement_snapshot import Needs, current, forget_cluster, snapshot
 from dockyard.scheduler.model import Instance
 from dockyard.store.models import Attribute, Cluster, ContainerInstance, Resources, Task
+from dockyard.store.placement import Expected
 from dockyard.store.store import Store
+from tests.postgres import fresh_database
 
 CLUSTER = "arn:aws:ecs:eu-west-1:000000000000:cluster/work"
 NEEDS = Needs("service:web", frozenset({"ecs.availability-zone", "rack"}), True, True)
@@ -77,9 +79,14 @@ def task(n: int, serial: int, group: str = "service:web", memory: int = 256) -> 
     )
 
 
-@pytest.fixture
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    opened = Store.open(None, tmp_path_factory.mktemp("store"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    url = None
+    if request.param == "postgresql":
+        url = fresh_database(request.getfixturevalue("postgres_server"))
+    opened = Store.open(url, tmp_path_factory.mktemp("store"))
     opened.put_cluster(
         Cluster(CLUSTER, "000000000000", "eu-west-1", "work", "ACTIVE", created_at=0.0)
     )
@@ -192,6 +199,21 @@ def test_the_memo_never_changes_a_snapshot(store: Store, steps: list[tuple[str, 
         assert take(store, world.now) == fresh(store, world.now), operation
 
 
+def test_a_plan_on_a_cluster_that_changed_is_not_written(store: Store) -> None:
+    found = store.tasks.placement_fingerprint(CLUSTER)
+    expected = Expected(CLUSTER, found, (), 0.0)
+    first = store.tasks.place([task(0, 1)], expected=expected)
+    assert not first.stale and len(first.placed) == 1
+    # Expecting the cluster as it was before that write: stale, and nothing written.
+    again = store.tasks.place([task(1, 2)], expected=expected)
+    assert again.stale and again.placed == [] and again.refused == []
+    assert store.tasks.get(task(1, 2).arn) is None
+    assert store.tasks.placement_fingerprint(CLUSTER).version == found.version + 1
+    # Expecting it as it is now: written.
+    now = Expected(CLUSTER, store.tasks.placement_fingerprint(CLUSTER), (), 0.0)
+    assert len(store.tasks.place([task(1, 2)], expected=now).placed) == 1
+
+
 def test_the_journal_adds_what_a_snapshot_missed_and_nothing_twice(store: Store) -> None:
     journal = Journal()
     forget()
@@ -232,9 +254,18 @@ def test_current_answers_what_a_read_would(store: Store, steps: list[tuple[str, 
     forget()
 
     def now() -> list[Instance]:
-        return current(
+        """What RunTask plans on: an answer the store would not take (it changed other
+        than by the journal's placements) is read again."""
+        answer = current(
             store, CLUSTER, STEADY, now=world.now, agent_timeout=TIMEOUT, written=journal
-        ).instances
+        )
+        if answer.expected is not None and store.tasks.place([], expected=answer.expected).stale:
+            forget_cluster(CLUSTER)
+            answer = current(
+                store, CLUSTER, STEADY, now=world.now, agent_timeout=TIMEOUT, written=journal
+            )
+            assert answer.expected is None  # a fresh read
+        return answer.instances
 
     now()
     for operation, n, argument in steps:
