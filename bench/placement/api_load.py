@@ -10,9 +10,12 @@ included; every call must place all 10. PostgreSQL is ANALYZEd after the set-up,
 autovacuum would be within a minute. The server's own CPU per call is printed too
 (PostgreSQL's processes not included).
 
-Each backend is loaded ``--rounds`` times on the same server (the cluster filling
-up a little more each round) and its median round counts: on a shared 2-core
-machine one round can be 15% off the next, for moto as for Dockyard.
+All three servers run side by side, each with ``--rounds`` identical clusters; each
+round loads SQLite, PostgreSQL and moto in turn, on a cluster of its own (so every
+round starts from the same state), and each backend's median round counts: on a
+shared 2-core machine one round can be 15% off the next, for moto as for Dockyard,
+and a slow minute of the machine then falls on all three. Each round's clients run
+in a fresh process.
 
 (c) moto server in the same run, same calls, same clients. moto places first-fit,
 ignores strategies and constraints and takes no attributes; it gets the same number
@@ -26,6 +29,7 @@ a good part of one.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -33,7 +37,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +75,7 @@ def client(endpoint: str) -> Any:
 
 def run_task_params(constraint: str, strategies: list[dict[str, str]]) -> dict[str, Any]:
     return {
-        "cluster": "bench",
+        "cluster": "bench-1",
         "taskDefinition": "bench",
         "count": PER_CALL,
         "group": "service:bench",
@@ -79,22 +84,24 @@ def run_task_params(constraint: str, strategies: list[dict[str, str]]) -> dict[s
     }
 
 
-def prepare(ecs: Any, cpu: int, memory: int) -> None:
-    ecs.create_cluster(clusterName="bench")
+def prepare(ecs: Any, cpu: int, memory: int, clusters: list[str]) -> None:
+    for name in clusters:
+        ecs.create_cluster(clusterName=name)
     ecs.register_task_definition(
         family="bench",
         containerDefinitions=[{"name": "app", "image": "busybox", "cpu": cpu, "memory": memory}],
     )
 
 
-def write_instances(store: Store, instances: list[Instance]) -> None:
-    """The engine's instances as stored records: documents in the wire shape, attributes
-    in their table. Hand-registered (no Dockyard agent), so always connected."""
-    cluster: Cluster | None = store.get_cluster("000000000000", REGION, "bench")
+def write_instances(store: Store, instances: list[Instance], name: str) -> None:
+    """The engine's instances as stored records of cluster ``name``: documents in the
+    wire shape, attributes in their table. Hand-registered (no Dockyard agent), so
+    always connected."""
+    cluster: Cluster | None = store.get_cluster("000000000000", REGION, name)
     assert cluster is not None
     attributes = []
     for n, instance in enumerate(instances):
-        arn = f"arn:aws:ecs:{REGION}:000000000000:container-instance/bench/{n:032x}"
+        arn = f"arn:aws:ecs:{REGION}:000000000000:container-instance/{name}/{n:032x}"
         store.put_container_instance(
             ContainerInstance(
                 arn=arn,
@@ -147,7 +154,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def load(endpoint: str, pid: int, params: dict[str, Any], tasks: int, clients: int) -> Measured:
-    """Tasks placed per second by ``clients`` threads calling RunTask until ``tasks``."""
+    """Tasks placed per second by ``clients`` threads calling RunTask until ``tasks``,
+    in a process of their own: one round's clients leave nothing (garbage, pools) to
+    the next round's, or to the next backend's."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(_load, endpoint, pid, params, tasks, clients).result()
+
+
+def _load(endpoint: str, pid: int, params: dict[str, Any], tasks: int, clients: int) -> Measured:
     calls = -(-tasks // PER_CALL)
     handed = iter(range(calls))
     lock = threading.Lock()
@@ -173,7 +188,7 @@ def load(endpoint: str, pid: int, params: dict[str, Any], tasks: int, clients: i
         thread.join()
     seconds = time.perf_counter() - started
     if errors:
-        sys.exit(f"{len(errors)} calls placed fewer than {PER_CALL}: {errors[0]}")
+        raise RuntimeError(f"{len(errors)} calls placed fewer than {PER_CALL}: {errors[0]}")
     return Measured(calls * PER_CALL / seconds, 1000 * (cpu_seconds(pid) - cpu) / calls)
 
 
@@ -215,8 +230,9 @@ def moto_server() -> Iterator[tuple[str, int]]:
         process.wait(10)
 
 
-def register_in_moto(endpoint: str, ecs: Any, count: int) -> None:
-    """moto registers only instances its EC2 knows: launch them there first."""
+def register_in_moto(endpoint: str, ecs: Any, count: int, clusters: list[str]) -> None:
+    """moto registers only instances its EC2 knows: launch them there first (the same
+    ones serve every cluster)."""
     ec2 = boto3.client(
         "ec2",
         endpoint_url=endpoint,
@@ -230,9 +246,10 @@ def register_in_moto(endpoint: str, ecs: Any, count: int) -> None:
         batch = min(500, count - len(launched))
         answer = ec2.run_instances(ImageId=image, MinCount=batch, MaxCount=batch)
         launched += [i["InstanceId"] for i in answer["Instances"]]
-    for instance_id in launched:
-        document = orjson.dumps({"instanceId": instance_id, "region": REGION}).decode()
-        ecs.register_container_instance(cluster="bench", instanceIdentityDocument=document)
+    for name in clusters:
+        for instance_id in launched:
+            document = orjson.dumps({"instanceId": instance_id, "region": REGION}).decode()
+            ecs.register_container_instance(cluster=name, instanceIdentityDocument=document)
 
 
 def run_api(
@@ -249,24 +266,39 @@ def run_api(
         f"RunTask through the API: {len(instances)} instances, {tasks} tasks in calls of "
         f"{PER_CALL}, {clients} clients (boto3, one thread each), median of {rounds} rounds"
     )
-    results: dict[str, Measured] = {}
-    with running_postgres() as postgres:
+    # A cluster per round, the same on every backend: each round starts from the same
+    # state (moto's first-fit grows slower as its cluster fills).
+    clusters = [f"bench-{n}" for n in range(1, rounds + 1)]
+    targets: dict[str, tuple[str, int]] = {}  # backend -> (endpoint, server pid)
+    with ExitStack() as running:
+        postgres = running.enter_context(running_postgres())
         for backend, url in (("SQLite", None), ("PostgreSQL", fresh_database(postgres))):
-            with dockyard_server(url) as (server, store):
-                prepare(client(server.endpoint), cpu, memory)
-                write_instances(store, instances)
-                assert server.process is not None
-                pid = server.process.pid
-                results[backend] = rounds_of(server.endpoint, pid, params, tasks, clients, rounds)
-            report(f"(b) Dockyard on {backend}", results[backend], GOAL_TASKS_PER_S)
-    with moto_server() as (endpoint, pid):
+            server, store = running.enter_context(dockyard_server(url))
+            prepare(client(server.endpoint), cpu, memory, clusters)
+            for name in clusters:
+                write_instances(store, instances, name)
+            assert server.process is not None
+            targets[backend] = (server.endpoint, server.process.pid)
+        endpoint, pid = running.enter_context(moto_server())
         ecs = client(endpoint)
-        prepare(ecs, cpu, memory)
+        prepare(ecs, cpu, memory, clusters)
         started = time.perf_counter()
-        register_in_moto(endpoint, ecs, moto_instances)
+        register_in_moto(endpoint, ecs, moto_instances, clusters)
         took = time.perf_counter() - started
-        print(f"  moto: {moto_instances} instances registered through its API in {took:.0f} s")
-        results["moto"] = rounds_of(endpoint, pid, params, tasks, clients, rounds)
+        print(
+            f"  moto: {moto_instances} instances registered in each of {rounds} clusters "
+            f"through its API in {took:.0f} s"
+        )
+        targets["moto"] = (endpoint, pid)
+        # Rounds go round the backends, so a slower minute of the machine falls on all.
+        measured: dict[str, list[Measured]] = {backend: [] for backend in targets}
+        for name in clusters:
+            for backend, (endpoint, pid) in targets.items():
+                load_params = {**params, "cluster": name}
+                measured[backend].append(load(endpoint, pid, load_params, tasks, clients))
+    results = {backend: median_round(backend, found) for backend, found in measured.items()}
+    for backend in ("SQLite", "PostgreSQL"):
+        report(f"(b) Dockyard on {backend}", results[backend], GOAL_TASKS_PER_S)
     report("(c) moto server", results["moto"], None)
     moto = results["moto"]
     for backend in ("SQLite", "PostgreSQL"):
@@ -280,14 +312,10 @@ def run_api(
         )
 
 
-def rounds_of(
-    endpoint: str, pid: int, params: dict[str, Any], tasks: int, clients: int, rounds: int
-) -> Measured:
-    """``load`` ``rounds`` times: the median round by tasks per second (each printed)."""
-    measured = [load(endpoint, pid, params, tasks, clients) for _ in range(rounds)]
-    measured.sort(key=lambda m: m.tasks_per_s)
-    print("    rounds: " + ", ".join(f"{m.tasks_per_s:,.0f}" for m in measured) + " tasks/s")
-    return measured[len(measured) // 2]
+def median_round(backend: str, measured: list[Measured]) -> Measured:
+    """The median round by tasks per second (each printed, in the order run)."""
+    print(f"  {backend} rounds: " + ", ".join(f"{m.tasks_per_s:,.0f}" for m in measured))
+    return sorted(measured, key=lambda m: m.tasks_per_s)[len(measured) // 2]
 
 
 def report(name: str, measured: Measured, goal: float | None) -> None:

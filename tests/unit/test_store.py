@@ -756,6 +756,19 @@ def test_migrating_a_current_schema_changes_nothing(backend: Backend) -> None:
         opened.close()
 
 
+def test_postgresql_leaves_room_for_instances_rewritten_in_place(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Placement rewrites instance documents: pages with room keep the updates HOT."""
+    opened = Store.open(fresh_database(request.getfixturevalue("postgres_server")), tmp_path)
+    try:
+        with opened.engine.connect() as conn:
+            query = "SELECT reloptions FROM pg_class WHERE relname = 'container_instances'"
+            assert conn.execute(text(query)).scalar() == ["fillfactor=70"]
+    finally:
+        opened.close()
+
+
 def _schema(store: Store) -> tuple[Any, ...]:
     """The alembic revision, and every table's columns and indexes."""
     with store.engine.connect() as conn:
