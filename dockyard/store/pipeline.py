@@ -12,7 +12,7 @@ arrays (``execute_many``): what costs is the driver's work per row, not PostgreS
 
 Elsewhere (SQLite, in-process: nothing to save) each statement runs at once in an
 ordinary write transaction and ``sync`` and ``commit`` do nothing, so one piece of
-code serves both; rows in bulk go through the driver's own executemany.
+code serves both.
 """
 
 from __future__ import annotations
@@ -76,13 +76,8 @@ class Pipeline:
         instead, given each parameter's values in one array (see ``inserting``)."""
         if not rows:
             return
-        if self._driver is None:  # SQLite's own executemany: SQLAlchemy's work per row
-            compiled = _compiled(statement, self.conn)  # is most of what a row costs
-            given = compiled.construct_params(rows[0])  # and the statement's own values
-            names = compiled.positiontup or ()
-            values = [tuple(row[n] if n in row else given[n] for n in names) for row in rows]
-            cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.executemany(compiled.string, values)
+        if self._driver is None:
+            self.conn.execute(statement, list(rows))
             return
         columns = {name: [row[name] for row in rows] for name in rows[0]}
         self._send(as_arrays, columns, binary=True)
