@@ -164,8 +164,8 @@ def _plan(
         for arn in mine:
             zone = instances[cluster.index[arn]].attributes.get(ZONE)
             new.append((call, call.new_task(arn, zone)))
-        if len(mine) < call.count:
-            call.failures = list(result.failures)
+        # (A plan made again replaces the failures of the one before.)
+        call.failures = list(result.failures) if len(mine) < call.count else []
     return new
 
 
