@@ -21,11 +21,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
+import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from dockyard.store import db
@@ -48,11 +49,11 @@ class _Ready:
 class _Pending:
     """A query's rows, once its answer came (after ``sync`` or the block's end)."""
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self._cursor = cursor
 
     def all(self) -> Sequence[Any]:
-        return self._cursor.fetchall()  # type: ignore[no-any-return]
+        return self._cursor.fetchall()
 
 
 class Pipeline:
@@ -127,8 +128,8 @@ def write_transaction(engine: Engine) -> Iterator[Pipeline]:
         return
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        driver = conn.connection.driver_connection
-        with driver.pipeline() as pipeline:  # type: ignore[union-attr]
+        driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+        with driver.pipeline() as pipeline:
             batch = Pipeline(conn, driver, pipeline)
             batch._run("BEGIN")
             try:
@@ -149,6 +150,6 @@ def _compiled(statement: Executable, conn: Connection) -> SQLCompiler:
     key = (statement, conn.dialect.name)
     found = _COMPILED.get(key)
     if found is None:
-        compiled = statement.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+        compiled = cast(ClauseElement, statement).compile(dialect=conn.dialect)
         found = _COMPILED[key] = cast(SQLCompiler, compiled)
     return found
