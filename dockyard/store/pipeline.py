@@ -63,12 +63,21 @@ class Pipeline:
         self._pipeline = pipeline
         self.committed = False
 
-    def query(self, statement: Executable, parameters: Mapping[str, Any]) -> Rows:
+    def query(
+        self,
+        statement: Executable,
+        parameters: Mapping[str, Any],
+        *,
+        postgresql: Executable | None = None,
+    ) -> Rows:
         """Run ``statement`` (one built once: its compiled form is kept); its rows can
-        be read after the next ``sync`` or the end of the block."""
+        be read after the next ``sync`` or the end of the block. ``postgresql``: its
+        form for PostgreSQL with lists as arrays (``= ANY``), whose text does not change
+        with their length as an expanding IN's does: the IN list is not rendered again
+        at every call."""
         if self._driver is None:
             return _Ready(self.conn.execute(statement, dict(parameters)).all())
-        return _Pending(self._send(statement, parameters))
+        return _Pending(self._send(statement if postgresql is None else postgresql, parameters))
 
     def execute_many(
         self, statement: Executable, rows: Sequence[Mapping[str, Any]], *, as_arrays: Executable

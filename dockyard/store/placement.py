@@ -188,7 +188,13 @@ _RAISE_INSTANCES = (
     .where(_c.arn.in_(bindparam("instances", expanding=True)))
     .values(assignments_version=_c.assignments_version + 1)
 )
-RAISE_CLUSTERS = (
+RAISE_CLUSTER = (
+    update(clusters)
+    .where(_k.arn == bindparam("cluster"))
+    .values(placement_version=_k.placement_version + 1)
+    .returning(_k.arn, _k.placement_version)
+)
+_RAISE_CLUSTERS = (
     update(clusters)
     .where(
         _k.arn.in_(bindparam("clusters", expanding=True))
@@ -259,7 +265,7 @@ def raise_versions(
     if not arns and not cluster_arns:
         return {}
     parameters = {"clusters": sorted(set(cluster_arns)), "of": arns}
-    return {arn: version for arn, version in conn.execute(RAISE_CLUSTERS, parameters)}
+    return {arn: version for arn, version in conn.execute(_RAISE_CLUSTERS, parameters)}
 
 
 @contextmanager

@@ -85,6 +85,20 @@ def from_wire(items: Iterable[Mapping[str, Any]]) -> Resources:
     )
 
 
+def as_read(left: Resources, items: Iterable[Mapping[str, Any]]) -> Resources:
+    """What ``from_wire`` gives for ``items``, the remaining resources ``with_remaining``
+    wrote for ``left`` (without parsing them again): ``left`` but for the kinds the
+    instance did not register."""
+    names = {item["name"] for item in items}
+    return Resources(
+        left.cpu if "CPU" in names else 0,
+        left.memory if "MEMORY" in names else 0,
+        left.ports if "PORTS" in names else frozenset(),
+        left.ports_udp if "PORTS_UDP" in names else frozenset(),
+        gpus=left.gpus if "GPU" in names else frozenset(),
+    )
+
+
 def with_remaining(document: Mapping[str, Any], left: Resources) -> dict[str, Any]:
     """The document with its standard remaining resources set to ``left`` (GPU: the
     free ones); any other resource the instance registered stays as registered."""

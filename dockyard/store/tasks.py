@@ -28,13 +28,25 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, Text, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Text,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from dockyard.store import db, placement
 from dockyard.store.models import ContainerInstance, Page, Resources, Task
 from dockyard.store.pipeline import inserting, write_transaction
 from dockyard.store.resources import (
+    as_read,
     assign_gpus,
     give_back,
     registered_resources,
@@ -93,7 +105,7 @@ class TaskStore:
         groups = sorted({t.group for t in new})
         # Two round trips on PostgreSQL: the reads, then the writes (pipeline.py).
         with write_transaction(self.engine) as batch:
-            locked = batch.query(_LOCK_INSTANCES, {"arns": arns})
+            locked = batch.query(_LOCK_INSTANCES, {"arns": arns}, postgresql=_LOCK_ANY_INSTANCES)
             # Read under the instances' locks, so a concurrent call cannot add one meanwhile.
             of_groups = (
                 batch.query(_GROUPS_HELD, {"arns": arns, "groups": groups}) if distinct else None
@@ -132,9 +144,9 @@ class TaskStore:
             ]
             batch.execute_many(_WRITE_PLACED, documents, as_arrays=_WRITE_PLACED_ARRAYS)
             clusters = sorted({instances[arn].cluster_arn for arn in touched})
-            raised = batch.query(placement.RAISE_CLUSTERS, {"clusters": clusters, "of": []})
+            raised = [batch.query(placement.RAISE_CLUSTER, {"cluster": arn}) for arn in clusters]
             batch.commit()
-        cluster_versions = {arn: version for arn, version in raised.all()}
+        cluster_versions = {arn: version for rows in raised for arn, version in rows.all()}
         versions = {arn: instances[arn].assignments_version + 1 for arn in touched}
         return Placed(placed, refused, versions, cluster_versions)
 
@@ -382,6 +394,12 @@ _LOCK_INSTANCES = (
     .order_by(container_instances.c.arn)
     .with_for_update()
 )
+_LOCK_ANY_INSTANCES = (
+    select(container_instances)
+    .where(container_instances.c.arn == any_(bindparam("arns", type_=ARRAY(Text))))
+    .order_by(container_instances.c.arn)
+    .with_for_update()
+)
 _INSERT_TASKS = insert(tasks)
 _INSERT_ARRAYS = inserting(tasks)
 _WRITE_PLACED = (
@@ -473,7 +491,7 @@ def _with_remaining(document: dict[str, Any], left: Resources) -> str:
     would parse, which for resources the instance did not register is not ``left``)."""
     changed = with_remaining(document, left)
     text = orjson.dumps(changed).decode()
-    _remember(text, changed, remaining_resources(changed))
+    _remember(text, changed, as_read(left, changed["remainingResources"]))
     return text
 
 
