@@ -388,17 +388,11 @@ def _lock_instances(conn: Connection, arns: Sequence[str]) -> dict[str, Containe
 
 # Built once: placing runs these on every RunTask (building one costs about what
 # running it does on SQLite).
-_LOCK_INSTANCES = (
-    select(container_instances)
-    .where(container_instances.c.arn.in_(bindparam("arns", expanding=True)))
-    .order_by(container_instances.c.arn)
-    .with_for_update()
-)
-_LOCK_ANY_INSTANCES = (
-    select(container_instances)
-    .where(container_instances.c.arn == any_(bindparam("arns", type_=ARRAY(Text))))
-    .order_by(container_instances.c.arn)
-    .with_for_update()
+_LOCKING = select(container_instances).order_by(container_instances.c.arn).with_for_update()
+_LOCK_INSTANCES = _LOCKING.where(container_instances.c.arn.in_(bindparam("arns", expanding=True)))
+# PostgreSQL's form: one array parameter, so the text does not change with the count.
+_LOCK_ANY_INSTANCES = _LOCKING.where(
+    container_instances.c.arn == any_(bindparam("arns", type_=ARRAY(Text)))
 )
 _INSERT_TASKS = insert(tasks)
 _INSERT_ARRAYS = inserting(tasks)
