@@ -188,20 +188,15 @@ _RAISE_INSTANCES = (
     .where(_c.arn.in_(bindparam("instances", expanding=True)))
     .values(assignments_version=_c.assignments_version + 1)
 )
-RAISE_CLUSTER = (
+_RAISING = (
     update(clusters)
-    .where(_k.arn == bindparam("cluster"))
     .values(placement_version=_k.placement_version + 1)
     .returning(_k.arn, _k.placement_version)
 )
-_RAISE_CLUSTERS = (
-    update(clusters)
-    .where(
-        _k.arn.in_(bindparam("clusters", expanding=True))
-        | _k.arn.in_(select(_c.cluster_arn).where(_c.arn.in_(bindparam("of", expanding=True))))
-    )
-    .values(placement_version=_k.placement_version + 1)
-    .returning(_k.arn, _k.placement_version)
+RAISE_CLUSTER = _RAISING.where(_k.arn == bindparam("cluster"))
+_RAISE_CLUSTERS = _RAISING.where(
+    _k.arn.in_(bindparam("clusters", expanding=True))
+    | _k.arn.in_(select(_c.cluster_arn).where(_c.arn.in_(bindparam("of", expanding=True))))
 )
 
 
