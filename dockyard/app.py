@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 
@@ -39,6 +40,7 @@ from dockyard.registry.storage.filesystem import FilesystemStorage
 from dockyard.store.store import Store
 
 log = logging.getLogger("dockyard.api")
+API_THREADS = 40  # anyio's default thread limit
 _SIGNED_HEADERS = re.compile(r"SignedHeaders=([a-z0-9;\-]+)")
 
 
@@ -59,6 +61,10 @@ class Dockyard:
         self.services = awsjson.Services(ECS, ECR)
         self.agents = AgentHub(timeout=config.agent_timeout)
         self.control = ControlHub()
+        # The handlers block (database, placement locks): they run on these threads.
+        # asyncio's own executor rather than anyio's ``run_in_threadpool``, which
+        # costs several times more per call; as many threads as anyio would allow.
+        self.handlers = ThreadPoolExecutor(API_THREADS, thread_name_prefix="api")
 
     async def authenticate(self, request: Request) -> tuple[Caller, bytes]:
         body = await request.body()
@@ -76,7 +82,9 @@ class Dockyard:
             caller, body = await self.authenticate(request)
             _, operation, handler = self.services.resolve(request.headers.get("x-amz-target"))
             context = self._context(caller, request)
-            payload = await run_in_threadpool(awsjson.call, operation, handler, context, body)
+            payload = await asyncio.get_running_loop().run_in_executor(
+                self.handlers, awsjson.call, operation, handler, context, body
+            )
             return _response(200, payload, request_id)
         except AwsError as error:
             return _error(error, request_id)
@@ -188,6 +196,7 @@ def _lifespan(dockyard: Dockyard) -> Callable[[Starlette], AbstractAsyncContextM
         yield
         for job in jobs:
             job.cancel()
+        dockyard.handlers.shutdown(wait=False)
         dockyard.store.close()
 
     return lifespan

@@ -46,7 +46,7 @@ from dockyard.scheduler.model import (
 from dockyard.scheduler.placement import place
 from dockyard.store.models import Task
 from dockyard.store.store import Store
-from dockyard.store.tasks import Placed
+from dockyard.store.task_rows import Placed
 
 NewTask = Callable[[str, str | None], Task]  # (instance ARN, its zone) -> the task to write
 # Ties are drawn uniformly (scheduler/README.md); one generator, seeded by the OS once,
@@ -130,7 +130,14 @@ def _place_alike(store: Store, cluster_arn: str, calls: list[Call]) -> None:
         new = _plan(cluster, index, calls)
         distinct = any(c.type == "distinctInstance" for c in first.constraints)
         tasks = [task for _, task in new]
-        done = store.tasks.place(tasks, distinct=distinct, expected=cluster.expected)
+        versions = {
+            arn: cluster.versions[cluster.index[arn]]
+            for arn in {task.container_instance_arn for task in tasks}
+            if arn is not None
+        }
+        done = store.tasks.place(
+            tasks, distinct=distinct, expected=cluster.expected, versions=versions
+        )
         if not done.stale:
             break
         forget_cluster(cluster_arn)

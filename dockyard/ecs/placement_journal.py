@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from dockyard.scheduler.model import Instance, Resources
-from dockyard.store.tasks import Placed
+from dockyard.store.task_rows import Placed
 
 _KEPT = 4096  # placements per cluster; a snapshot older than them just risks a retry
 

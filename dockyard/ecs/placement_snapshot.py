@@ -31,7 +31,9 @@ writes the placement only if, under the instances' locks, the cluster still show
 that fingerprint (no one else wrote what placement reads, no agent came back into
 contact); otherwise it writes nothing and the caller forgets the cluster
 (``forget_cluster``) and plans again on a fresh read. That check is one more
-statement in the write's first round trip, instead of a round trip of its own.
+statement in the write's first round trip, instead of a round trip of its own; on
+PostgreSQL, with the instances' versions the plan saw, the whole write is usually one
+statement (``store/placing_at_once.py``).
 """
 
 from __future__ import annotations

@@ -119,6 +119,17 @@ class Pipeline:
         return cursor
 
 
+def one_statement(
+    engine: Engine, statement: Executable, parameters: Mapping[str, Any]
+) -> list[Any]:
+    """Run ``statement`` (PostgreSQL; one built once) as a transaction of its own, lists
+    sent as binary arrays: one round trip, no BEGIN or COMMIT. Its rows."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+        return list(Pipeline(conn, driver)._send(statement, parameters, binary=True))
+
+
 def inserting(table: Table) -> Executable:
     """An INSERT of ``table``'s rows given column by column, as arrays (PostgreSQL's
     ``unnest``): for ``execute_many``."""

@@ -18,14 +18,18 @@ parsed documents by version (``placement.py``). Each of these writes raises its
 cluster's ``placement_version`` as well (``placement.raise_versions``), so RunTask can
 tell in one row that nothing but its own placements changed since its last read.
 
-Lock order, to stay free of deadlocks: task rows (by ARN), then instance rows (by ARN).
+Lock order, to stay free of deadlocks: task rows (by ARN), then instance rows (by ARN),
+then the cluster's row.
+
+RunTask's placements usually take the short way on PostgreSQL: one statement that
+checks and writes at once (``placing_at_once.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -42,11 +46,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from dockyard.store import db, placement
+from dockyard.store import db, placement, task_rows
 from dockyard.store.models import ContainerInstance, Page, Resources, Task
 from dockyard.store.pipeline import inserting, write_transaction
+from dockyard.store.placing_at_once import place_at_once
 from dockyard.store.resources import (
-    as_read,
     assign_gpus,
     give_back,
     registered_resources,
@@ -56,23 +60,12 @@ from dockyard.store.resources import (
     with_remaining,
 )
 from dockyard.store.schema import container_instances, tasks
+from dockyard.store.task_rows import Placed
 
 # lastStatus values a task holds on the way to RUNNING: pendingTasksCount counts them.
 PENDING_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING")
 
 Change = Callable[[Task], Task | None]  # the new task, or None to leave it as it is
-
-
-class Placed(NamedTuple):
-    """What ``place`` wrote: the tasks it inserted, those it refused with the reason,
-    the ``assignments_version`` each instance it placed on has now, and the
-    ``placement_version`` of their clusters; or that it wrote nothing (``stale``)."""
-
-    placed: list[Task]
-    refused: list[tuple[Task, str]]
-    versions: dict[str, int]
-    cluster_versions: dict[str, int]
-    stale: bool = False  # the cluster was no longer as expected: nothing was written
 
 
 class TaskStore:
@@ -87,11 +80,13 @@ class TaskStore:
         *,
         distinct: bool = False,
         expected: placement.Expected | None = None,
+        versions: Mapping[str, int] | None = None,
     ) -> Placed:
         """Insert the tasks that still fit their instance, taking their resources; with
         ``distinct``, only where no task of their group is held yet (distinctInstance);
         with ``expected``, only if the cluster is still the one they were planned on
-        (else nothing is written and ``Placed.stale`` is set).
+        (else nothing is written and ``Placed.stale`` is set); ``versions``: with it,
+        the ``assignments_version`` of each instance the plan saw, for the short way.
 
         A refusal's reason is RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:GPU,
         RESOURCE:PORTS, DistinctInstance, or INACTIVE for an instance no longer ACTIVE.
@@ -99,6 +94,10 @@ class TaskStore:
         """
         if not new and expected is None:
             return Placed([], [], {}, {})
+        if expected is not None and versions is not None and not distinct:
+            at_once = place_at_once(self.engine, new, expected, versions)
+            if at_once is not None:
+                return at_once
         placed: list[Task] = []
         refused: list[tuple[Task, str]] = []
         arns = sorted({t.container_instance_arn for t in new if t.container_instance_arn})
@@ -113,10 +112,12 @@ class TaskStore:
             check = batch.query(*expected.query()) if expected is not None else None
             batch.sync()
             instances = {row.arn: row for row in locked.all()}
+            for row in instances.values():
+                task_rows.know(row.arn, row.assignments_version, row.document)
             if expected is not None and check is not None and not expected.seen_in(check.all()):
                 return Placed([], [], {}, {}, stale=True)
             held = {(arn, group) for arn, group in of_groups.all()} if of_groups else set()
-            parsed = {arn: _parsed(row.document) for arn, row in instances.items()}
+            parsed = {arn: task_rows.parsed(row.document) for arn, row in instances.items()}
             remaining = {arn: left for arn, (_, left) in parsed.items()}
             for task in new:
                 target = instances.get(task.container_instance_arn or "")
@@ -137,11 +138,19 @@ class TaskStore:
             touched = sorted({t.container_instance_arn for t in placed if t.container_instance_arn})
             if not touched:
                 return Placed(placed, refused, {}, {})
-            batch.execute_many(_INSERT_TASKS, [_row(t) for t in placed], as_arrays=_INSERT_ARRAYS)
+            batch.execute_many(
+                _INSERT_TASKS, [task_rows.row(t) for t in placed], as_arrays=_INSERT_ARRAYS
+            )
             documents = [
-                {"instance": arn, "new_document": _with_remaining(parsed[arn][0], remaining[arn])}
+                {
+                    "instance": arn,
+                    "new_document": task_rows.with_remaining_text(parsed[arn][0], remaining[arn]),
+                }
                 for arn in touched
             ]
+            for document in documents:
+                version = instances[document["instance"]].assignments_version + 1
+                task_rows.know(document["instance"], version, document["new_document"])
             batch.execute_many(_WRITE_PLACED, documents, as_arrays=_WRITE_PLACED_ARRAYS)
             clusters = sorted({instances[arn].cluster_arn for arn in touched})
             raised = [batch.query(placement.RAISE_CLUSTER, {"cluster": arn}) for arn in clusters]
@@ -158,10 +167,12 @@ class TaskStore:
         with db.transaction(self.engine, write=True) as conn:
             query = select(tasks).where(tasks.c.arn.in_(sorted(set(arns)))).order_by(tasks.c.arn)
             for row in conn.execute(query.with_for_update()).all():
-                before = _task(row)
+                before = task_rows.task(row)
                 after = change(before)
                 if after is not None and after != before:
-                    conn.execute(update(tasks).where(tasks.c.arn == before.arn).values(_row(after)))
+                    conn.execute(
+                        update(tasks).where(tasks.c.arn == before.arn).values(task_rows.row(after))
+                    )
                     results.append((before, after))
             _release(conn, [a for b, a in results if _stopped(b, a)])
             changed = {
@@ -188,12 +199,12 @@ class TaskStore:
     def get(self, arn: str) -> Task | None:
         with db.transaction(self.engine) as conn:
             row = conn.execute(select(tasks).where(tasks.c.arn == arn)).first()
-        return _task(row) if row else None
+        return task_rows.task(row) if row else None
 
     def get_many(self, arns: Iterable[str]) -> dict[str, Task]:
         query = select(tasks).where(tasks.c.arn.in_(list(arns)))
         with db.transaction(self.engine) as conn:
-            return {row.arn: _task(row) for row in conn.execute(query)}
+            return {row.arn: task_rows.task(row) for row in conn.execute(query)}
 
     def list_tasks(
         self,
@@ -225,7 +236,7 @@ class TaskStore:
             query = query.where(t.arn > after)
         query = query.order_by(t.arn).limit(limit + 1)
         with db.transaction(self.engine) as conn:
-            items = [_task(r) for r in conn.execute(query)]
+            items = [task_rows.task(r) for r in conn.execute(query)]
         if len(items) > limit:
             return Page(tuple(items[:limit]), items[limit - 1].arn)
         return Page(tuple(items), None)
@@ -245,7 +256,7 @@ class TaskStore:
             .order_by(t.created_at, t.arn)
         )
         with db.transaction(self.engine) as conn:
-            return [_task(r) for r in conn.execute(query)]
+            return [task_rows.task(r) for r in conn.execute(query)]
 
     def on_instance(self, instance_arn: str) -> list[Task]:
         """The instance's tasks that are not STOPPED yet, oldest first."""
@@ -256,7 +267,7 @@ class TaskStore:
             .order_by(t.created_at, t.arn)
         )
         with db.transaction(self.engine) as conn:
-            return [_task(r) for r in conn.execute(query)]
+            return [task_rows.task(r) for r in conn.execute(query)]
 
     def counts(self, instance_arns: Iterable[str]) -> dict[str, tuple[int, int]]:
         """(running, pending) tasks per instance."""
@@ -291,7 +302,7 @@ class TaskStore:
         groups: bool = False,
     ) -> placement.PlacementView:
         """What placement reads of the cluster: see ``placement.py``."""
-        return placement.read(
+        view = placement.read(
             self.engine,
             cluster_arn,
             group=group,
@@ -301,6 +312,9 @@ class TaskStore:
             running=running,
             groups=groups,
         )
+        for arn, document in view.documents.items():
+            task_rows.know(arn, document.version, document.document)
+        return view
 
     def placement_fingerprint(
         self, cluster_arn: str, *, silent: Collection[str] = (), cutoff: float = 0.0
@@ -436,7 +450,7 @@ def _left(conn: Connection, found: ContainerInstance) -> Resources:
     )
     left = registered_resources(found.document)
     for (reserved,) in held:
-        left = take(left, _resources(orjson.loads(reserved)))
+        left = take(left, task_rows.reserved(orjson.loads(reserved)))
     return left
 
 
@@ -466,38 +480,6 @@ def _remaining_document(found: ContainerInstance, left: Resources) -> str:
     return orjson.dumps(with_remaining(found.document, left)).decode()
 
 
-# Instance documents (JSON text) parsed, with their remaining resources: placing reads
-# the same few documents batch after batch, most of them as it wrote them itself.
-_PARSED: dict[str, tuple[dict[str, Any], Resources]] = {}
-_PARSED_LIMIT = 20_000
-
-
-def _parsed(text: str) -> tuple[dict[str, Any], Resources]:
-    found = _PARSED.get(text)
-    if found is None:
-        document = orjson.loads(text)
-        found = _remember(text, document, remaining_resources(document))
-    return found
-
-
-def _with_remaining(document: dict[str, Any], left: Resources) -> str:
-    """The document's text with ``left`` remaining (remembered parsed: as the text
-    would parse, which for resources the instance did not register is not ``left``)."""
-    changed = with_remaining(document, left)
-    text = orjson.dumps(changed).decode()
-    _remember(text, changed, as_read(left, changed["remainingResources"]))
-    return text
-
-
-def _remember(
-    text: str, document: dict[str, Any], left: Resources
-) -> tuple[dict[str, Any], Resources]:
-    if len(_PARSED) >= _PARSED_LIMIT:
-        _PARSED.clear()
-    _PARSED[text] = (document, left)
-    return document, left
-
-
 def _bump(conn: Connection, arns: Iterable[str]) -> None:
     placement.raise_versions(conn, instance_arns=list(arns))
 
@@ -514,61 +496,4 @@ def instance(row: Row[Any]) -> ContainerInstance:
         document=orjson.loads(row.document),
         agent_seen_at=row.agent_seen_at,
         assignments_version=row.assignments_version,
-    )
-
-
-def _row(task: Task) -> dict[str, Any]:
-    r = task.resources
-    reserved = {
-        "cpu": r.cpu,
-        "memory": r.memory,
-        "ports": sorted(r.ports),
-        "portsUdp": sorted(r.ports_udp),
-        "gpus": sorted(r.gpus),
-    }
-    return {
-        "arn": task.arn,
-        "cluster_arn": task.cluster_arn,
-        "task_definition_arn": task.task_definition_arn,
-        "container_instance_arn": task.container_instance_arn,
-        "family": task.family,
-        "group_name": task.group,
-        "started_by": task.started_by,
-        "launch_type": task.launch_type,
-        "last_status": task.last_status,
-        "desired_status": task.desired_status,
-        "created_at": task.created_at,
-        "picked_up_at": task.picked_up_at,
-        "reserved": orjson.dumps(reserved).decode(),
-        "document": orjson.dumps(task.document).decode(),
-    }
-
-
-def _resources(doc: Mapping[str, Any]) -> Resources:
-    return Resources(
-        cpu=doc["cpu"],
-        memory=doc["memory"],
-        ports=frozenset(doc["ports"]),
-        ports_udp=frozenset(doc["portsUdp"]),
-        gpus=frozenset(doc.get("gpus") or ()),  # none before GPUs were tracked
-        gpu_count=len(doc.get("gpus") or ()),
-    )
-
-
-def _task(row: Row[Any]) -> Task:
-    return Task(
-        arn=row.arn,
-        cluster_arn=row.cluster_arn,
-        task_definition_arn=row.task_definition_arn,
-        container_instance_arn=row.container_instance_arn,
-        family=row.family,
-        group=row.group_name,
-        started_by=row.started_by,
-        launch_type=row.launch_type,
-        last_status=row.last_status,
-        desired_status=row.desired_status,
-        created_at=row.created_at,
-        resources=_resources(orjson.loads(row.reserved)),
-        picked_up_at=row.picked_up_at,
-        document=orjson.loads(row.document),
     )

@@ -8,12 +8,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.live import REGION, LiveServer, live_server
+from tests.postgres import fresh_database
 
 A, B, C = (f"{REGION}{zone}" for zone in "abc")
 
@@ -147,9 +149,11 @@ def test_member_of_places_only_where_the_expression_holds(ecs: Any) -> None:
         taskDefinition="web",
         count=8,
         placementConstraints=[{"type": "memberOf", "expression": expression}],
+        # Spread, not the default random, which puts all 8 on one of them 1 time in 128.
+        placementStrategy=[{"type": "spread", "field": "instanceId"}],
     )
     assert run["failures"] == []
-    assert set(per_instance(run["tasks"])) == wanted
+    assert per_instance(run["tasks"]) == dict.fromkeys(wanted, 4)
 
 
 def test_task_definition_constraints_bind_with_the_calls(ecs: Any) -> None:
@@ -348,6 +352,42 @@ def test_concurrent_run_tasks_never_overcommit_any_instance(server: LiveServer, 
         left = {r["name"]: r.get("integerValue") for r in instance["remainingResources"]}
         assert left["MEMORY"] == sizes[arn] - held[arn]
         assert left["CPU"] == 4096 - 128 * (held[arn] // 300)
+
+
+def test_two_servers_on_one_database_never_overcommit(postgres_server: str, tmp_path: Path) -> None:
+    """Two server processes placing in one cluster of one PostgreSQL: each plans on
+    what it last read, so their writes race; a lost race is planned again, and every
+    instance ends holding no more than it has, its remainingResources in agreement."""
+    url = fresh_database(postgres_server)
+    servers = [LiveServer(tmp_path / name, url).start() for name in ("one", "two")]
+    try:
+        ecs = servers[0].client("ecs")
+        ecs.create_cluster(clusterName="work")
+        definition(ecs, memory=300)
+        sizes = {register(ecs, zone, memory=3000): 3000 for zone in (A, B, C, A, B, C)}
+        clients = [server.client("ecs") for server in servers for _ in range(8)]
+
+        def run(client: Any) -> list[dict[str, Any]]:
+            tasks = []
+            for _ in range(4):  # 16 clients x 4 calls x 2 tasks: 128 asked, room for 60
+                tasks += client.run_task(cluster="work", taskDefinition="web", count=2)["tasks"]
+            return tasks
+
+        with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            placed = [t for tasks in pool.map(run, clients) for t in tasks]
+        assert len(placed) == sum(m // 300 for m in sizes.values())
+        held = Counter[str]()
+        for task in placed:
+            held[task["containerInstanceArn"]] += int(task["memory"])
+        described = ecs.describe_container_instances(cluster="work", containerInstances=list(sizes))
+        for instance in described["containerInstances"]:
+            arn = instance["containerInstanceArn"]
+            left = {r["name"]: r.get("integerValue") for r in instance["remainingResources"]}
+            assert held[arn] == sizes[arn] and left["MEMORY"] == 0
+            assert left["CPU"] == 4096 - 128 * 10
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def test_concurrent_distinct_instance_holds_across_calls(server: LiveServer, ecs: Any) -> None:

@@ -21,6 +21,8 @@ from dockyard.ecs import placement_snapshot
 from dockyard.ecs.placement_journal import Journal
 from dockyard.ecs.placement_snapshot import Needs, current, forget_cluster, snapshot
 from dockyard.scheduler.model import Instance
+from dockyard.store import task_rows
+from dockyard.store import tasks as task_store
 from dockyard.store.models import Attribute, Cluster, ContainerInstance, Resources, Task
 from dockyard.store.placement import Expected
 from dockyard.store.store import Store
@@ -212,6 +214,52 @@ def test_a_plan_on_a_cluster_that_changed_is_not_written(store: Store) -> None:
     # Expecting it as it is now: written.
     now = Expected(CLUSTER, store.tasks.placement_fingerprint(CLUSTER), (), 0.0)
     assert len(store.tasks.place([task(1, 2)], expected=now).placed) == 1
+
+
+def test_a_plan_on_known_instances_is_written_in_one_go_as_the_long_way_would(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a plan whose instances the store knows at the planned versions is
+    written in one statement (``placing_at_once.py``); SQLite goes the long way. Either
+    way: the same tasks, resources and versions, and a stale plan writes nothing."""
+    forget()
+    read = snapshot(store, CLUSTER, NEEDS, now=1.0, agent_timeout=TIMEOUT)  # the documents
+    versions = {instance_arn(n): read.versions[read.index[instance_arn(n)]] for n in (0, 1, 2)}
+    expected = Expected(CLUSTER, store.tasks.placement_fingerprint(CLUSTER), (), 0.0)
+    new = [task(0, 1), task(0, 2, memory=1024), task(1, 3)]
+    if store.engine.dialect.name == "postgresql":  # no long way there
+        monkeypatch.setattr(task_store, "write_transaction", None)
+    done = store.tasks.place(new, expected=expected, versions=versions)
+    assert not done.stale and [t.arn for t in done.placed] == [t.arn for t in new]
+    assert done.versions == {instance_arn(n): versions[instance_arn(n)] + 1 for n in (0, 1)}
+    assert done.cluster_versions == {CLUSTER: expected.fingerprint.version + 1}
+    assert {t.arn for t in store.tasks.on_instance(instance_arn(0))} == {new[0].arn, new[1].arn}
+    after = {i.arn: i for i in fresh(store, 1.0)}
+    assert after[instance_arn(0)].remaining.memory == 4096 - 256 - 1024
+    assert after[instance_arn(1)].remaining.memory == 4096 - 256
+    # Planned on the cluster before that write: stale, nothing written.
+    again = store.tasks.place([task(2, 4)], expected=expected, versions=versions)
+    assert again.stale and store.tasks.get(task(2, 4).arn) is None
+
+
+def test_a_document_known_wrongly_is_never_written_over(store: Store) -> None:
+    """The one-statement write checks the stored document is the one it changed: a
+    memo that went wrong costs a fresh plan, never a lost write."""
+    forget()
+    read = snapshot(store, CLUSTER, NEEDS, now=1.0, agent_timeout=TIMEOUT)
+    arn = instance_arn(0)
+    version = read.versions[read.index[arn]]
+    known = task_rows._KNOWN[arn][1]  # the memo the one-statement write goes by
+    task_rows._KNOWN[arn] = (version, known.replace("4096", "9999"))
+    expected = Expected(CLUSTER, store.tasks.placement_fingerprint(CLUSTER), (), 0.0)
+    done = store.tasks.place([task(0, 1)], expected=expected, versions={arn: version})
+    if store.engine.dialect.name == "postgresql":
+        assert done.stale and store.tasks.get(task(0, 1).arn) is None
+    else:  # the long way reads the document under the instance's lock
+        assert len(done.placed) == 1
+    remaining = {i.arn: i.remaining for i in fresh(store, 1.0)}[arn]
+    assert remaining.memory == (4096 if done.stale else 4096 - 256)
+    assert remaining.cpu == (4096 if done.stale else 4096 - 128)
 
 
 def test_the_journal_adds_what_a_snapshot_missed_and_nothing_twice(store: Store) -> None:
