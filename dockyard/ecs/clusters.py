@@ -28,6 +28,11 @@ def find_cluster(ctx: RequestContext, reference: str | None, active: bool = True
     """The cluster a ``cluster`` parameter names (default ``default``), or the ECS error."""
     name = arns.cluster_name(ctx, reference or "default")
     cluster = ctx.store.get_cluster(ctx.account_id, ctx.region, name) if name else None
+    return found_cluster(cluster, active)
+
+
+def found_cluster(cluster: Cluster | None, active: bool = True) -> Cluster:
+    """``cluster`` if it is one to act on, or the ECS error."""
     if cluster is None or (active and cluster.status == "INACTIVE"):
         raise ClusterNotFoundException("Cluster not found.")
     return cluster

@@ -20,10 +20,10 @@ from dockyard.api.context import RequestContext
 from dockyard.api.errors import ClientException, InvalidParameterException
 from dockyard.api.pagination import decode_token, listing, page_size
 from dockyard.ecs import arns
-from dockyard.ecs.clusters import find_cluster
+from dockyard.ecs.clusters import find_cluster, found_cluster
 from dockyard.ecs.container_instances import find_container_instance, instance_arn
 from dockyard.ecs.registry import ECS
-from dockyard.ecs.task_definitions import find_task_definition
+from dockyard.ecs.task_definitions import find_task_definition, parse_reference
 from dockyard.ecs.task_demand import placement_demand, task_resources
 from dockyard.ecs.task_lifecycle import stop
 from dockyard.ecs.task_maker import TaskMaker
@@ -38,9 +38,9 @@ _TASK_ID = "0123456789abcdef"
 @ECS.operation("RunTask")
 def run_task(ctx: RequestContext, params: Params) -> Params:
     request = run_request(params)
-    cluster = find_cluster(ctx, request.cluster)
+    cluster, known = _lookup(ctx, request)
     launch_type = _launch_type(request)
-    definition = _runnable(ctx, request)
+    definition = _runnable(ctx, request, known)
     group = request.group or f"family:{definition.family}"
     constraints, strategies = constraints_and_strategies(definition.document, request, group)
     resources = task_resources(definition.document, request.overrides)
@@ -63,8 +63,8 @@ def start_task(ctx: RequestContext, params: Params) -> Params:
     request = run_request(params)
     if not 1 <= len(request.container_instances) <= 10:
         raise InvalidParameterException("containerInstances must name 1 to 10 instances.")
-    cluster = find_cluster(ctx, request.cluster)
-    definition = _runnable(ctx, request)
+    cluster, known = _lookup(ctx, request)
+    definition = _runnable(ctx, request, known)
     group = request.group or f"family:{definition.family}"
     constraints, _ = constraints_and_strategies(definition.document, request, group)
     resources = task_resources(definition.document, request.overrides)
@@ -186,8 +186,27 @@ def _launch_type(request: RunRequest) -> str:
     return launch_type
 
 
-def _runnable(ctx: RequestContext, request: RunRequest) -> TaskDefinition:
-    definition = find_task_definition(ctx, request.task_definition)
+def _lookup(ctx: RequestContext, request: RunRequest) -> tuple[Cluster, TaskDefinition | None]:
+    """The call's cluster (or ECS's error) and, with the same round trip, its task
+    definition if the reference names one plainly; None for ``_runnable`` to find it
+    (and its error) the usual way."""
+    name = arns.cluster_name(ctx, request.cluster or "default")
+    try:
+        family, revision = parse_reference(ctx, request.task_definition)
+    except ClientException:
+        name = None
+    if name is None or revision == 0:
+        return find_cluster(ctx, request.cluster), None
+    cluster, definition = ctx.store.cluster_and_task_definition(
+        ctx.account_id, ctx.region, name, family, revision
+    )
+    return found_cluster(cluster), definition
+
+
+def _runnable(
+    ctx: RequestContext, request: RunRequest, known: TaskDefinition | None
+) -> TaskDefinition:
+    definition = known or find_task_definition(ctx, request.task_definition)
     if definition.status != "ACTIVE":
         raise ClientException(
             f"TaskDefinition {definition.family}:{definition.revision} is inactive; "

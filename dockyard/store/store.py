@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -193,6 +195,29 @@ class Store:
             else:
                 row = conn.execute(_TASK_DEFINITION, {**key, "revision": revision}).first()
         return _task_definition(row) if row else None
+
+    def cluster_and_task_definition(
+        self, account_id: str, region: str, name: str, family: str, revision: int | None
+    ) -> tuple[Cluster | None, TaskDefinition | None]:
+        """``get_cluster`` and ``get_task_definition`` in one statement (RunTask's)."""
+        key = {"account_id": account_id, "region": region, "name": name, "family": family}
+        with db.statement(self.engine) as conn:
+            if revision is None:
+                row = conn.execute(_CLUSTER_AND_LATEST, key).one()
+            else:
+                row = conn.execute(_CLUSTER_AND_REVISION, {**key, "revision": revision}).one()
+        width = len(clusters.c)
+        cluster, definition = row[:width], row[width:]
+        return (
+            _cluster(SimpleNamespace(**dict(zip(clusters.c.keys(), cluster, strict=True))))
+            if cluster[0] is not None
+            else None,
+            _task_definition(
+                SimpleNamespace(**dict(zip(task_definitions.c.keys(), definition, strict=True)))
+            )
+            if definition[0] is not None
+            else None,
+        )
 
     def set_task_definition_status(
         self, arn: str, status: str, deregistered_at: float | None
@@ -464,6 +489,42 @@ _LATEST_TASK_DEFINITION = (
     .limit(1)
 )
 
+# One row whatever is found: a cluster's columns then a task definition's, None where
+# there is no such row.
+_ONE_ROW = select(literal(1).label("one")).subquery()
+_CLUSTER_NAMED = (
+    (clusters.c.account_id == bindparam("account_id"))
+    & (clusters.c.region == bindparam("region"))
+    & (clusters.c.name == bindparam("name"))
+)
+_OF_FAMILY = (
+    (task_definitions.c.account_id == bindparam("account_id"))
+    & (task_definitions.c.region == bindparam("region"))
+    & (task_definitions.c.family == bindparam("family"))
+)
+_latest = task_definitions.alias("latest")
+_LATEST_REVISION = (
+    select(func.max(_latest.c.revision))
+    .where(
+        _latest.c.account_id == bindparam("account_id"),
+        _latest.c.region == bindparam("region"),
+        _latest.c.family == bindparam("family"),
+        _latest.c.status == "ACTIVE",
+    )
+    .scalar_subquery()
+)
+
+
+def _cluster_and(revision: Any) -> Any:
+    joined = _ONE_ROW.outerjoin(clusters, _CLUSTER_NAMED).outerjoin(
+        task_definitions, _OF_FAMILY & (task_definitions.c.revision == revision)
+    )
+    return select(*clusters.c, *task_definitions.c).select_from(joined)
+
+
+_CLUSTER_AND_REVISION = _cluster_and(bindparam("revision"))
+_CLUSTER_AND_LATEST = _cluster_and(_LATEST_REVISION)
+
 
 def _bump_instances(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Raise the version of the container instances among attributes' targets."""
@@ -503,7 +564,7 @@ def _cluster_row(c: Cluster) -> dict[str, Any]:
     }
 
 
-def _cluster(row: Row[Any]) -> Cluster:
+def _cluster(row: Row[Any] | SimpleNamespace) -> Cluster:
     doc = orjson.loads(row.document)
     return Cluster(
         arn=row.arn,
@@ -535,7 +596,7 @@ def _task_definition_row(d: TaskDefinition) -> dict[str, Any]:
     }
 
 
-def _task_definition(row: Row[Any]) -> TaskDefinition:
+def _task_definition(row: Row[Any] | SimpleNamespace) -> TaskDefinition:
     return TaskDefinition(
         arn=row.arn,
         account_id=row.account_id,

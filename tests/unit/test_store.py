@@ -377,6 +377,26 @@ def test_no_latest_revision_once_every_revision_is_inactive(store: Store) -> Non
     assert store.get_task_definition(ACCOUNT, REGION, "web", None) is None
 
 
+def test_cluster_and_task_definition_answer_as_the_two_lookups(store: Store) -> None:
+    """RunTask's one-statement lookup agrees with get_cluster and get_task_definition
+    whichever of the two exists."""
+    store.put_cluster(make_cluster("work"))
+    store.put_cluster(make_cluster("work", account_id=OTHER_ACCOUNT))
+    register(store, "web", 3)
+    store.set_task_definition_status(register(store, "web")[0].arn, "INACTIVE", EPOCH)
+    register(store, "web", account_id=OTHER_ACCOUNT)
+    for name in ("work", "gone"):
+        for family, revision in [("web", 2), ("web", None), ("web", 4), ("web", 9), ("api", None)]:
+            both = store.cluster_and_task_definition(ACCOUNT, REGION, name, family, revision)
+            assert both == (
+                store.get_cluster(ACCOUNT, REGION, name),
+                store.get_task_definition(ACCOUNT, REGION, family, revision),
+            ), (name, family, revision)
+    found = store.cluster_and_task_definition(ACCOUNT, REGION, "work", "web", None)
+    assert found[0] == make_cluster("work") and found[1] is not None
+    assert found[1].revision == 3  # the latest ACTIVE: the 4th is INACTIVE
+
+
 def test_set_task_definition_status(store: Store) -> None:
     (definition,) = register(store, "web")
 
