@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
 import psycopg
-from psycopg.rows import namedtuple_row
+from psycopg.rows import namedtuple_row, tuple_row
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -109,10 +109,15 @@ class Pipeline:
         self._driver.cursor().execute(command)
 
     def _send(
-        self, statement: Executable, parameters: Mapping[str, Any], *, binary: bool = False
+        self,
+        statement: Executable,
+        parameters: Mapping[str, Any],
+        *,
+        binary: bool = False,
+        rows: Any = namedtuple_row,
     ) -> Any:
         expanded = _compiled(statement, self.conn).construct_expanded_state(dict(parameters))
-        cursor = self._driver.cursor(row_factory=namedtuple_row)
+        cursor = self._driver.cursor(row_factory=rows)
         if binary:  # in text form every quote of every JSON document would be escaped
             cursor.adapters.register_dumper(list, ListBinaryDumper)
         cursor.execute(expanded.statement, expanded.parameters)
@@ -120,14 +125,20 @@ class Pipeline:
 
 
 def one_statement(
-    engine: Engine, statement: Executable, parameters: Mapping[str, Any]
-) -> list[Any]:
-    """Run ``statement`` (PostgreSQL; one built once) as a transaction of its own, lists
-    sent as binary arrays: one round trip, no BEGIN or COMMIT. Its rows."""
+    engine: Engine, statement: Executable, parameters: Mapping[str, Any], *, binary: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run ``statement`` (one built once) as a transaction of its own; its rows, as
+    tuples. On PostgreSQL straight on the driver's cursor, in autocommit: one round
+    trip, and SQLAlchemy's execution (which costs about what the round trip does) left
+    out; ``binary``: lists go as binary arrays."""
+    if engine.dialect.name != "postgresql":
+        with db.statement(engine) as conn:
+            return [tuple(row) for row in conn.execute(statement, dict(parameters))]
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
-        return list(Pipeline(conn, driver)._send(statement, parameters, binary=True))
+        cursor = Pipeline(conn, driver)._send(statement, parameters, binary=binary, rows=tuple_row)
+        return cast(list[tuple[Any, ...]], cursor.fetchall())
 
 
 def inserting(table: Table) -> Executable:

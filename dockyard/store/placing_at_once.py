@@ -72,7 +72,7 @@ def place_at_once(
         "news": news,
         **{f"t_{name}": [row[name] for row in rows] for name in rows[0]},
     }
-    answer = one_statement(engine, _AT_ONCE, parameters)
+    answer = one_statement(engine, _AT_ONCE, parameters, binary=True)
     if not answer:
         return Placed([], [], {}, {}, stale=True)
     raised = {arn: versions[arn] + 1 for arn in touched}

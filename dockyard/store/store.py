@@ -40,6 +40,7 @@ from dockyard.store.models import (
     Page,
     TaskDefinition,
 )
+from dockyard.store.pipeline import one_statement
 from dockyard.store.placement import INSTANCE_TARGET, raise_versions
 from dockyard.store.registry import RegistryStore
 from dockyard.store.schema import (
@@ -201,11 +202,10 @@ class Store:
     ) -> tuple[Cluster | None, TaskDefinition | None]:
         """``get_cluster`` and ``get_task_definition`` in one statement (RunTask's)."""
         key = {"account_id": account_id, "region": region, "name": name, "family": family}
-        with db.statement(self.engine) as conn:
-            if revision is None:
-                row = conn.execute(_CLUSTER_AND_LATEST, key).one()
-            else:
-                row = conn.execute(_CLUSTER_AND_REVISION, {**key, "revision": revision}).one()
+        if revision is None:
+            [row] = one_statement(self.engine, _CLUSTER_AND_LATEST, key)
+        else:
+            [row] = one_statement(self.engine, _CLUSTER_AND_REVISION, {**key, "revision": revision})
         width = len(clusters.c)
         cluster, definition = row[:width], row[width:]
         return (
