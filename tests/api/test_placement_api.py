@@ -342,6 +342,12 @@ def test_concurrent_run_tasks_never_overcommit_any_instance(server: LiveServer, 
     with ThreadPoolExecutor(max_workers=20) as pool:
         placed = [t for tasks in pool.map(run, clients) for t in tasks]
     assert len(placed) == sum(m // 300 for m in sizes.values())  # every slot filled, no more
+    assert_held_as_placed(ecs, sizes, placed)
+
+
+def assert_held_as_placed(ecs: Any, sizes: dict[str, int], placed: list[dict[str, Any]]) -> None:
+    """Each instance (ARN -> MiB) holds no more than it has, and its remainingResources
+    are what its tasks (300 MiB, 128 CPU units each, of 4096) leave."""
     held = Counter[str]()
     for task in placed:
         held[task["containerInstanceArn"]] += int(task["memory"])
@@ -375,16 +381,8 @@ def test_two_servers_on_one_database_never_overcommit(postgres_server: str, tmp_
 
         with ThreadPoolExecutor(max_workers=len(clients)) as pool:
             placed = [t for tasks in pool.map(run, clients) for t in tasks]
-        assert len(placed) == sum(m // 300 for m in sizes.values())
-        held = Counter[str]()
-        for task in placed:
-            held[task["containerInstanceArn"]] += int(task["memory"])
-        described = ecs.describe_container_instances(cluster="work", containerInstances=list(sizes))
-        for instance in described["containerInstances"]:
-            arn = instance["containerInstanceArn"]
-            left = {r["name"]: r.get("integerValue") for r in instance["remainingResources"]}
-            assert held[arn] == sizes[arn] and left["MEMORY"] == 0
-            assert left["CPU"] == 4096 - 128 * 10
+        assert len(placed) == sum(m // 300 for m in sizes.values())  # every slot filled
+        assert_held_as_placed(ecs, sizes, placed)
     finally:
         for server in servers:
             server.stop()
