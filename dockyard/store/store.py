@@ -8,7 +8,7 @@ back with ``next_key`` set when more follow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    Table,
     and_,
     bindparam,
     case,
@@ -207,16 +208,10 @@ class Store:
         else:
             [row] = one_statement(self.engine, _CLUSTER_AND_REVISION, {**key, "revision": revision})
         width = len(clusters.c)
-        cluster, definition = row[:width], row[width:]
+        cluster, definition = _named(clusters, row[:width]), _named(task_definitions, row[width:])
         return (
-            _cluster(SimpleNamespace(**dict(zip(clusters.c.keys(), cluster, strict=True))))
-            if cluster[0] is not None
-            else None,
-            _task_definition(
-                SimpleNamespace(**dict(zip(task_definitions.c.keys(), definition, strict=True)))
-            )
-            if definition[0] is not None
-            else None,
+            _cluster(cluster) if cluster.arn is not None else None,
+            _task_definition(definition) if definition.arn is not None else None,
         )
 
     def set_task_definition_status(
@@ -524,6 +519,11 @@ def _cluster_and(revision: Any) -> Any:
 
 _CLUSTER_AND_REVISION = _cluster_and(bindparam("revision"))
 _CLUSTER_AND_LATEST = _cluster_and(_LATEST_REVISION)
+
+
+def _named(table: Table, values: Sequence[Any]) -> SimpleNamespace:
+    """A table's columns' values by name, as a row of it gives them."""
+    return SimpleNamespace(**dict(zip(table.c.keys(), values, strict=True)))
 
 
 def _bump_instances(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
