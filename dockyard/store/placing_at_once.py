@@ -15,7 +15,6 @@ ARN), then the cluster.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import BigInteger, Engine, Text, bindparam, text
@@ -24,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from dockyard.store import placement, task_rows
 from dockyard.store.models import Resources, Task
 from dockyard.store.pipeline import one_statement
-from dockyard.store.resources import assign_gpus, shortfall, take
+from dockyard.store.resources import shortfall
 from dockyard.store.schema import tasks
 from dockyard.store.task_rows import Placed
 
@@ -52,9 +51,8 @@ def place_at_once(
             parsed[arn], remaining[arn] = task_rows.parsed(document)
         if shortfall(remaining[arn], task.resources) is not None:
             return None  # the long way refuses it, with the reason
-        holds = assign_gpus(remaining[arn], task.resources)
-        remaining[arn] = take(remaining[arn], holds)
-        placed.append(task if holds is task.resources else replace(task, resources=holds))
+        holding, remaining[arn] = task_rows.holding(task, remaining[arn])
+        placed.append(holding)
     touched = sorted(remaining)
     news = [task_rows.with_remaining_text(parsed[arn], remaining[arn]) for arn in touched]
     rows = [task_rows.row(t) for t in placed]

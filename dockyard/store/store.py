@@ -467,26 +467,6 @@ class Store:
 
 
 # Built once: every RunTask looks up its cluster and task definition.
-_GET_CLUSTER = select(clusters).where(
-    clusters.c.account_id == bindparam("account_id"),
-    clusters.c.region == bindparam("region"),
-    clusters.c.name == bindparam("name"),
-)
-_FAMILY = select(task_definitions).where(
-    task_definitions.c.account_id == bindparam("account_id"),
-    task_definitions.c.region == bindparam("region"),
-    task_definitions.c.family == bindparam("family"),
-)
-_TASK_DEFINITION = _FAMILY.where(task_definitions.c.revision == bindparam("revision"))
-_LATEST_TASK_DEFINITION = (
-    _FAMILY.where(task_definitions.c.status == "ACTIVE")
-    .order_by(task_definitions.c.revision.desc())
-    .limit(1)
-)
-
-# One row whatever is found: a cluster's columns then a task definition's, None where
-# there is no such row.
-_ONE_ROW = select(literal(1).label("one")).subquery()
 _CLUSTER_NAMED = (
     (clusters.c.account_id == bindparam("account_id"))
     & (clusters.c.region == bindparam("region"))
@@ -497,6 +477,18 @@ _OF_FAMILY = (
     & (task_definitions.c.region == bindparam("region"))
     & (task_definitions.c.family == bindparam("family"))
 )
+_GET_CLUSTER = select(clusters).where(_CLUSTER_NAMED)
+_FAMILY = select(task_definitions).where(_OF_FAMILY)
+_TASK_DEFINITION = _FAMILY.where(task_definitions.c.revision == bindparam("revision"))
+_LATEST_TASK_DEFINITION = (
+    _FAMILY.where(task_definitions.c.status == "ACTIVE")
+    .order_by(task_definitions.c.revision.desc())
+    .limit(1)
+)
+
+# One row whatever is found: a cluster's columns then a task definition's, None where
+# there is no such row.
+_ONE_ROW = select(literal(1).label("one")).subquery()
 _latest = task_definitions.alias("latest")
 _LATEST_REVISION = (
     select(func.max(_latest.c.revision))

@@ -9,13 +9,20 @@ write (``placing_at_once.py``), which checks the database still has it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Row
 
 from dockyard.store.models import Resources, Task
-from dockyard.store.resources import as_read, remaining_resources, with_remaining
+from dockyard.store.resources import (
+    as_read,
+    assign_gpus,
+    remaining_resources,
+    take,
+    with_remaining,
+)
 
 
 class Placed(NamedTuple):
@@ -77,6 +84,14 @@ def known(arn: str, version: int | None) -> str | None:
     """The instance's document at ``version``, if this process knows it."""
     found = _KNOWN.get(arn)
     return found[1] if found is not None and found[0] == version else None
+
+
+def holding(task: Task, left: Resources) -> tuple[Task, Resources]:
+    """``task`` as it holds its resources on an instance with ``left`` (GPUs by ID: the
+    first free ones), and what it leaves there. Call once it fits."""
+    holds = assign_gpus(left, task.resources)
+    held = task if holds is task.resources else replace(task, resources=holds)
+    return held, take(left, holds)
 
 
 def row(task: Task) -> dict[str, Any]:

@@ -28,7 +28,6 @@ checks and writes at once (``placing_at_once.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -51,7 +50,6 @@ from dockyard.store.models import ContainerInstance, Page, Resources, Task
 from dockyard.store.pipeline import inserting, write_transaction
 from dockyard.store.placing_at_once import place_at_once
 from dockyard.store.resources import (
-    assign_gpus,
     give_back,
     registered_resources,
     remaining_resources,
@@ -130,11 +128,10 @@ class TaskStore:
                 if reason is not None:
                     refused.append((task, reason))
                     continue
-                holds = assign_gpus(remaining[target.arn], task.resources)
-                remaining[target.arn] = take(remaining[target.arn], holds)
+                holding, remaining[target.arn] = task_rows.holding(task, remaining[target.arn])
                 if distinct:
                     held.add((target.arn, task.group))
-                placed.append(task if holds is task.resources else replace(task, resources=holds))
+                placed.append(holding)
             touched = sorted({t.container_instance_arn for t in placed if t.container_instance_arn})
             if not touched:
                 return Placed(placed, refused, {}, {})
